@@ -1,0 +1,38 @@
+# bayes_nlme developer commands. Every target creates .venv when missing and installs into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -e ".[test,lint]"
+	$(BIN)/python -m ipykernel install --user --name bayes-nlme --display-name "bayes-nlme" >/dev/null
+	touch $(STAMP)
+
+## Fit the bundled Theophylline data (4 chains x 1000 warmup + 1000 draws) into runs/theophylline
+demo: $(STAMP)
+	$(BIN)/bayes-nlme fit theophylline --out runs/theophylline
+
+## The whole test suite (slow statistical tests included)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Unit tests only
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/theophylline.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check bayes_nlme tests model_zoo bench
+	$(BIN)/ruff format --check bayes_nlme tests model_zoo bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,175 @@
+"""The ``bayes-nlme`` command line.
+
+``bayes-nlme fit MODEL [--data CSV] [--chains N] [--warmup N] [--samples N] [--seed S] [--out DIR]``
+
+MODEL is a model-zoo name (``theophylline``) or the path of a Python file that defines
+``model`` (a :class:`bayes_nlme.Model`) and optionally ``data`` (a function returning the
+default dataset, or the dataset itself). Results: ``DIR/posterior.nc`` (InferenceData,
+NetCDF), ``DIR/summary.csv`` and ``DIR/individual_fits.png``. Bad input ends with a message
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import pkgutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one paragraph, exit code 2."""
+
+
+def zoo_names() -> list[str]:
+    """Names of the bundled model-zoo models."""
+    from . import model_zoo
+
+    return sorted(m.name for m in pkgutil.iter_modules(model_zoo.__path__) if not m.ispkg)
+
+
+def load_model_module(spec: str):
+    """Import a model-zoo module by name or a model file by path."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"Model file {spec!r} does not exist.")
+        mspec = importlib.util.spec_from_file_location(f"_bayes_nlme_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(mspec)
+        try:
+            mspec.loader.exec_module(module)
+        except Exception as e:  # the user's file failed: say where, not a traceback
+            raise UsageError(f"Importing model file {spec!r} failed: {type(e).__name__}: {e}") from e
+    else:
+        names = zoo_names()
+        if spec not in names:
+            raise UsageError(
+                f"Unknown model {spec!r}. Model-zoo models: {', '.join(names)}; or give the path "
+                "of a Python file that defines `model`."
+            )
+        module = importlib.import_module(f"bayes_nlme.model_zoo.{spec}")
+    from .population import Model
+
+    model = getattr(module, "model", None)
+    if not isinstance(model, Model):
+        raise UsageError(
+            f"{spec!r} must define `model = bn.Model(...)`; found {type(model).__name__}."
+        )
+    return module, model
+
+
+def _load_data(module, data_arg: str | None):
+    from .data import read_nonmem
+
+    if data_arg is not None:
+        return read_nonmem(data_arg)
+    default = getattr(module, "data", None)
+    if default is None:
+        raise UsageError(
+            "This model file defines no default dataset (`data`); pass one with --data CSV."
+        )
+    return read_nonmem(default() if callable(default) else default)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_fit(args) -> int:
+    module, model = load_model_module(args.model)
+    t0 = time.perf_counter()
+    import warnings
+
+    from .infer import fit
+    from .diagnostics import summary
+    from .plots import plot_individual_fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ds = _load_data(module, args.data)
+    out = Path(args.out or Path("runs") / model.name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"Cannot create output directory {str(out)!r}: {e.strerror}.") from e
+    _say(f"bayes-nlme: {model!r}")
+    _say(f"bayes-nlme: data {ds!r}")
+    _say(
+        f"bayes-nlme: NUTS, {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
+        f"seed {args.seed} (compiling, then sampling)..."
+    )
+    idata = fit(model, ds, chains=args.chains, warmup=args.warmup, samples=args.samples,
+                seed=args.seed, progress_bar=None if not args.no_progress else False)
+    t_fit = time.perf_counter() - t0
+    table = summary(idata)
+    n_div = int(idata.sample_stats["diverging"].sum())
+    idata.to_netcdf(out / "posterior.nc")
+    table.to_csv(out / "summary.csv", index_label="parameter")
+    labels = getattr(module, "plot_labels", {})
+    fig = plot_individual_fits(model, ds, idata, path=out / "individual_fits.png", **labels)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    with_units = table.copy()
+    print(with_units.to_string(float_format=lambda v: f"{v:.4g}"))
+    _say(
+        f"bayes-nlme: max R-hat {table['r_hat'].max():.4f}, min bulk ESS "
+        f"{table['ess_bulk'].min():.0f}, {n_div} divergent transitions; fit took {t_fit:.1f} s"
+    )
+    for name in ("posterior.nc", "summary.csv", "individual_fits.png"):
+        _say(f"bayes-nlme: wrote {out / name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayes-nlme", description="Bayesian population PK/PD with NUTS."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="fit a model to a NONMEM-style dataset with NUTS")
+    f.add_argument("model", help="model-zoo name (e.g. theophylline) or path to a model .py file")
+    f.add_argument("--data", help="NONMEM-style CSV (default: the model's own dataset)")
+    f.add_argument("--chains", type=int, default=4)
+    f.add_argument("--warmup", type=int, default=1000)
+    f.add_argument("--samples", type=int, default=1000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", help="output directory (default runs/<model name>)")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    f.set_defaults(func=cmd_fit)
+    return parser
+
+
+def _paragraph(msg: str) -> str:
+    lines = str(msg).splitlines() or [""]
+    head = textwrap.fill(lines[0], width=100, subsequent_indent="  ")
+    return "\n".join([head, *lines[1:]])
+
+
+def main(argv=None) -> int:
+    """Entry point of ``bayes-nlme``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("chains", "warmup", "samples"):
+        value = getattr(args, name, None)
+        if value is not None and value < (1 if name != "warmup" else 0):
+            parser.error(f"--{name} must be positive; got {value}")
+    from ._errors import BayesNLMEError
+
+    try:
+        return args.func(args)
+    except (UsageError, BayesNLMEError) as e:
+        print(f"bayes-nlme: error: {_paragraph(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bayes-nlme: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The validated, padded, pandas-free dataset handed to the JAX core.
+
+Everything downstream of :mod:`bayes_nlme.data` sees only :class:`Dataset`: plain NumPy
+arrays, one row per subject, padded to the largest subject and masked. Nothing here imports
+pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["Dataset", "Doses"]
+
+
+class Doses(NamedTuple):
+    """Dose events of ONE subject (the unit the structural models see).
+
+    A NamedTuple, hence a JAX pytree: ``jax.vmap`` maps it over subjects.
+
+    Attributes
+    ----------
+    time : array, shape (n_dose,)
+        Dose time (same unit as TIME, usually h), before any lag time (ALAG).
+    amt : array, shape (n_dose,)
+        Dose amount (AMT), before bioavailability (F).
+    rate : array, shape (n_dose,)
+        Zero-order infusion rate (RATE, amount/time); 0 for a bolus or an oral dose.
+    cmt : array of int, shape (n_dose,)
+        NONMEM compartment number (CMT, 1-based) the dose enters; 0 means "the model's
+        default dose compartment" (used when the dataset has no CMT column).
+    mask : array of bool, shape (n_dose,)
+        True for real events, False for padding.
+    """
+
+    time: Any
+    amt: Any
+    rate: Any
+    cmt: Any
+    mask: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A validated NONMEM-style dataset as padded per-subject arrays.
+
+    Built by :func:`bayes_nlme.read_nonmem`; do not construct by hand. ``n_id`` subjects,
+    each padded to ``n_dose_max`` dose events (ADDL/II already expanded into separate events)
+    and ``n_obs_max`` observations. Padding is masked out (``*_mask`` False) and holds
+    harmless values (time 0, amount 0, DV 0) so no NaN can leak into gradients.
+
+    Attributes
+    ----------
+    ids : ndarray, shape (n_id,)
+        The dataset's own subject IDs, in order of first appearance.
+    dose_time, dose_amt, dose_rate : ndarray of float64, shape (n_id, n_dose_max)
+        Dose events per subject (see :class:`Doses`), sorted by time within a subject.
+    dose_cmt : ndarray of int32, shape (n_id, n_dose_max)
+        NONMEM CMT (1-based) of each dose; 0 = the model's default dose compartment.
+    dose_mask : ndarray of bool, shape (n_id, n_dose_max)
+    obs_time, obs_dv : ndarray of float64, shape (n_id, n_obs_max)
+        Observation times and DV values (EVID 0, MDV 0 rows), in record order.
+    obs_cmt : ndarray of int32, shape (n_id, n_obs_max)
+        CMT of each observation (0 when the dataset has no CMT column).
+    obs_mask : ndarray of bool, shape (n_id, n_obs_max)
+    obs_row : ndarray of int64, shape (n_id, n_obs_max)
+        Row label of each observation in the input table (-1 for padding), so results can
+        be joined back to the user's data.
+    covariates : dict of str to ndarray of float64, shape (n_id,)
+        Baseline (first-record) value of each covariate column, under the column's name as
+        written in the input. Non-numeric columns are integer codes into
+        ``covariate_levels[name]``. Missing values are NaN.
+    covariate_levels : dict of str to tuple
+        Level labels of the non-numeric covariates (code ``k`` means ``levels[k]``).
+    notes : tuple of str
+        Documented recodings applied while reading (e.g. EVID=101 mapped to EVID=1).
+    """
+
+    ids: np.ndarray
+    dose_time: np.ndarray
+    dose_amt: np.ndarray
+    dose_rate: np.ndarray
+    dose_cmt: np.ndarray
+    dose_mask: np.ndarray
+    obs_time: np.ndarray
+    obs_dv: np.ndarray
+    obs_cmt: np.ndarray
+    obs_mask: np.ndarray
+    obs_row: np.ndarray
+    covariates: dict = dataclasses.field(default_factory=dict)
+    covariate_levels: dict = dataclasses.field(default_factory=dict)
+    notes: tuple = ()
+
+    @property
+    def n_id(self) -> int:
+        """Number of subjects."""
+        return int(self.ids.shape[0])
+
+    @property
+    def n_obs(self) -> int:
+        """Total number of observations (the length of the ``obs`` dimension)."""
+        return int(self.obs_mask.sum())
+
+    @property
+    def obs_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the real observations in the padded arrays.
+
+        Returns
+        -------
+        (subject, slot) : tuple of ndarray of int, each shape (n_obs,)
+            ``obs_dv[subject, slot]`` is the flat DV vector, ordered by subject then record.
+        """
+        return np.nonzero(self.obs_mask)
+
+    @property
+    def dv(self) -> np.ndarray:
+        """Observed DV as a flat vector, shape (n_obs,)."""
+        s, j = self.obs_index
+        return self.obs_dv[s, j]
+
+    @property
+    def obs_id(self) -> np.ndarray:
+        """Subject ID of each observation, shape (n_obs,)."""
+        return self.ids[self.obs_index[0]]
+
+    def doses(self, i: int) -> Doses:
+        """Dose events of subject number ``i`` (0-based position, not ID)."""
+        return Doses(
+            self.dose_time[i], self.dose_amt[i], self.dose_rate[i], self.dose_cmt[i],
+            self.dose_mask[i],
+        )
+
+    def __repr__(self) -> str:
+        covs = ", ".join(self.covariates) or "none"
+        return (
+            f"Dataset({self.n_id} subjects, {self.n_obs} observations, "
+            f"{int(self.dose_mask.sum())} dose events; covariates: {covs})"
+        )

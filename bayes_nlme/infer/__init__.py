@@ -1,0 +1,6 @@
+"""Inference: NUTS fits and predictive simulation."""
+
+from ._fit import as_dataset, fit, init_to_typical
+from ._predict import predict_ipred
+
+__all__ = ["as_dataset", "fit", "init_to_typical", "predict_ipred"]

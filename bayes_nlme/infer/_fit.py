@@ -1,0 +1,219 @@
+"""NUTS fit of a population model to a dataset, returned as ArviZ InferenceData."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC, NUTS, init_to_median
+
+from .._errors import ModelError
+from ..data._dataset import Dataset
+from ..population._model import Model
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+__all__ = ["fit", "init_to_typical", "as_dataset"]
+
+
+def as_dataset(data: Any) -> Dataset:
+    """A :class:`Dataset` from a Dataset, a pandas DataFrame or a CSV path."""
+    if isinstance(data, Dataset):
+        return data
+    from ..data import read_nonmem  # the one place that reads tables
+
+    return read_nonmem(data)
+
+
+def init_to_typical(site=None, num_samples: int = 201):
+    """NUTS initialisation: THETA/OMEGA near their prior medians, ETAs at 0, OMEGA corr = I.
+
+    Population-level sites start at the median of ``num_samples`` prior draws (NumPyro's
+    ``init_to_median``): with 201 draws that is within about 0.1 prior SD of the exact prior
+    median, and different for each chain, so chains start apart but inside the same basin.
+    The non-centred ETA draws ``z_eta`` start at 0 (every subject at the typical individual)
+    and an LKJ correlation at the identity.
+
+    Why: with NumPyro's and Stan's default uniform(-2, 2) initialisation on the unconstrained
+    scale the Theophylline model gave R-hat ≈ 1.5 after 1000 warmup iterations; with the
+    median of only 15 prior draws one chain in four started in the flip-flop basin of the
+    oral model (KA and CL/V swapped, V ≈ 2 L) and stayed there (R-hat 1.53, measured).
+    """
+    if site is None:
+        return functools.partial(init_to_typical, num_samples=num_samples)
+    if site["type"] == "sample" and not site["is_observed"]:
+        shape = site["fn"].shape(site["kwargs"].get("sample_shape", ()))
+        if site["name"] == "z_eta":
+            return jnp.zeros(shape)
+        if site["name"] == "omega_corr_chol":
+            return jnp.broadcast_to(jnp.eye(shape[-1]), shape)
+    return init_to_median(site, num_samples=num_samples)
+
+
+def _chain_method(chains: int) -> str:
+    if chains <= 1:
+        return "sequential"
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    if jax.default_backend() != "cpu":
+        return "vectorized"  # one accelerator: run chains as a batch
+    return "sequential"
+
+
+def fit(
+    model: Model,
+    data: Any,
+    *,
+    chains: int = 4,
+    warmup: int = 1000,
+    samples: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.9,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    chain_method: str | None = None,
+    progress_bar: bool | None = None,
+):
+    """Fit a population model with NUTS (NumPyro) and return ArviZ InferenceData.
+
+    Parameters
+    ----------
+    model : Model
+        The population model.
+    data : Dataset, pandas.DataFrame or path
+        The NONMEM-style dataset (read with :func:`bayes_nlme.read_nonmem` when not a Dataset).
+    chains : int, default 4
+        Number of chains. On CPU they run in parallel when JAX has that many host devices
+        (``import bayes_nlme`` configures ``max(4, cpu_count)`` of them; see the README),
+        otherwise one after another; on a single GPU they run vectorised.
+    warmup, samples : int, default 1000
+        Warmup (adaptation) and retained iterations per chain.
+    seed : int, default 0
+        Seed of the PRNG key; the same seed gives the same draws.
+    target_accept : float, default 0.9
+        NUTS target acceptance probability (Stan's ``adapt_delta``). 0.9 rather than 0.8
+        because hierarchical models with few subjects have curved funnels in the OMEGA SDs.
+    max_tree_depth : int, default 10
+    dense_mass : bool, default False
+        Adapt a dense mass matrix for the population parameters and ETAs.
+    chain_method : {"parallel", "sequential", "vectorized"}, optional
+        Override the automatic choice.
+    progress_bar : bool, optional
+        Show NumPyro's progress bar (default: when stderr is a terminal).
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior`` (population parameters; ``eta_<name>`` and individual parameters
+        with dim ``ID``; ``IPRED`` with dim ``obs``), ``sample_stats``, ``log_likelihood``
+        (pointwise DV, dim ``obs``), ``observed_data`` (DV), ``constant_data`` (``TIME``,
+        ``subject`` per observation; ``dose_time``, ``AMT``, ``RATE`` per subject and dose;
+        the model's covariates per subject). ``ID`` coordinates are the dataset's subject IDs.
+        ``posterior[name].attrs["unit"]`` holds declared units.
+
+    Raises
+    ------
+    DatasetError
+        If ``data`` is not a valid NONMEM dataset (every problem is listed).
+    ModelError
+        If the model does not fit the data (missing covariates, DV <= 0 with exponential
+        error, ``pre`` not returning the structural model's parameters).
+
+    Examples
+    --------
+    >>> import bayes_nlme as bn
+    >>> from bayes_nlme.model_zoo.theophylline import model
+    >>> idata = bn.fit(model, bn.datasets.load("theophylline"), warmup=200, samples=200)  # doctest: +SKIP
+    """
+    ds = as_dataset(data)
+    mdata = model.model_data(ds)
+    _, obs_name, err = model._probe()
+    dv = np.asarray(ds.dv, dtype=float)
+    if ds.n_obs == 0:
+        raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows) to fit.")
+    if type(err).positive_dv and np.any(dv <= 0):
+        bad = ds.obs_row[ds.obs_index][dv <= 0]
+        raise ModelError(
+            f"{type(err).__name__} error needs DV > 0, but DV <= 0 on rows {list(bad[:20])}"
+            f"{' ...' if bad.size > 20 else ''}. Use an additive or combined error model, or "
+            "mark those rows as not observed (MDV=1) or as BLQ."
+        )
+    method = chain_method or _chain_method(chains)
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty() and not os.environ.get("CI")
+    kernel = NUTS(
+        model.numpyro_model,
+        target_accept_prob=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        init_strategy=init_to_typical(),
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chains=chains,
+        chain_method=method,
+        progress_bar=progress_bar,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There are not enough devices")
+        mcmc.run(jax.random.PRNGKey(seed), mdata, **{obs_name: jnp.asarray(dv)})
+    return to_inference_data(model, ds, mcmc, obs_name)
+
+
+def _dims(model: Model, ind_names) -> dict[str, list[str]]:
+    dims = {f"eta_{n}": ["ID"] for n in model.eta_names}
+    dims.update({k: ["ID"] for k in ind_names})
+    dims["z_eta"] = ["ID", "eta"]
+    dims["omega_corr"] = ["eta", "eta_"]
+    dims["omega_corr_chol"] = ["eta", "eta_"]
+    dims["IPRED"] = ["obs"]
+    return dims
+
+
+def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
+    """Convert a finished NumPyro run into InferenceData with the ``ID``/``obs`` schema."""
+    ind_names, _, _ = model._probe()
+    coords = {
+        "ID": np.asarray(ds.ids),
+        "obs": np.arange(ds.n_obs),
+        "eta": list(model.eta_names),
+        "eta_": list(model.eta_names),
+        "dose": np.arange(ds.dose_time.shape[1]),
+    }
+    dims = _dims(model, ind_names)
+    dims[obs_name] = ["obs"]
+    s, j = ds.obs_index
+    pad = ~ds.dose_mask
+    constant_data = {
+        "TIME": ds.obs_time[s, j],
+        "subject": ds.obs_id,
+        "dose_time": np.where(pad, np.nan, ds.dose_time),
+        "AMT": np.where(pad, np.nan, ds.dose_amt),
+        "RATE": np.where(pad, np.nan, ds.dose_rate),
+    }
+    cdims = {"TIME": ["obs"], "subject": ["obs"], "dose_time": ["ID", "dose"],
+             "AMT": ["ID", "dose"], "RATE": ["ID", "dose"]}
+    by_lower = {k.lower(): k for k in ds.covariates}
+    for c in model.covariates:
+        constant_data[c] = np.asarray(ds.covariates[by_lower[c.lower()]])
+        cdims[c] = ["ID"]
+    dims.update(cdims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = az.from_numpyro(mcmc, coords=coords, dims=dims, constant_data=constant_data)
+    for name, unit in model.units().items():
+        if name in idata.posterior:
+            idata.posterior[name].attrs["unit"] = unit
+    idata.posterior.attrs["model"] = model.name
+    idata.posterior.attrs["population_parameters"] = ",".join(model.population_names())
+    return idata

@@ -1,0 +1,69 @@
+"""The contract every structural model follows: ONE subject in, amounts out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = ["AbstractPKModel"]
+
+
+class AbstractPKModel(abc.ABC):
+    """A structural model for one subject.
+
+    Subclasses set the class attributes and implement :meth:`amounts`. Models are written for
+    one subject; the population layer maps them over subjects with ``jax.vmap``.
+
+    Attributes
+    ----------
+    compartments : tuple of str
+        Compartment names in NONMEM CMT order: ``compartments[0]`` is CMT 1.
+    default_dose_cmt : int
+        The 1-based CMT a dose with CMT 0 (no CMT column in the data) goes to.
+    required : tuple of str
+        Names of the individual parameters the model needs (e.g. ``("KA", "CL", "V")``).
+
+    Notes
+    -----
+    Besides ``required``, every model accepts per-compartment bioavailability ``F<n>``
+    (default 1) and lag time ``ALAG<n>`` (default 0), where ``<n>`` is the 1-based CMT
+    number, following NONMEM's F1/ALAG1 convention.
+    """
+
+    compartments: ClassVar[tuple[str, ...]]
+    default_dose_cmt: ClassVar[int]
+    required: ClassVar[tuple[str, ...]]
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """Optional per-compartment parameters: ``F<n>`` and ``ALAG<n>``."""
+        n = len(self.compartments)
+        return tuple(f"F{k}" for k in range(1, n + 1)) + tuple(
+            f"ALAG{k}" for k in range(1, n + 1)
+        )
+
+    @abc.abstractmethod
+    def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
+        """Amount in every compartment at the given times, for one subject.
+
+        Parameters
+        ----------
+        params : mapping of str to scalar
+            Individual parameters: every name in ``required``, plus optional ``F<n>`` /
+            ``ALAG<n>``. Unknown names are ignored.
+        doses : Doses
+            One subject's dose events, each field of shape (n_dose,); see
+            :class:`bayes_nlme.data.Doses`. Masked-out events contribute nothing.
+        times : array, shape (n_time,)
+            Times at which to evaluate (any order; padding values are allowed).
+
+        Returns
+        -------
+        array, shape (n_time, n_cmt)
+            Amounts (dose units), column ``k`` is ``compartments[k]``. A dose given at the
+            same time as an evaluation time (after its lag) is included in that value.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

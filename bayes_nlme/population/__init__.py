@@ -1,0 +1,10 @@
+"""Population model: THETA with priors, IIV (OMEGA), covariates in ``pre``, residual error."""
+
+from ._error import AbstractError, Additive, Combined, Exponential, Proportional
+from ._model import Model, ModelData, Namespace
+from ._params import IIV, Param
+
+__all__ = [
+    "AbstractError", "Additive", "Combined", "Exponential", "Proportional",
+    "IIV", "Model", "ModelData", "Namespace", "Param",
+]
