@@ -2,5 +2,6 @@
 
 from ._fit import as_dataset, fit, init_to_typical
 from ._predict import predict_ipred
+from ._simulate import simulate
 
-__all__ = ["as_dataset", "fit", "init_to_typical", "predict_ipred"]
+__all__ = ["as_dataset", "fit", "init_to_typical", "predict_ipred", "simulate"]

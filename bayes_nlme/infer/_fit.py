@@ -142,7 +142,7 @@ def fit(
     if type(err).positive_dv and np.any(dv <= 0):
         bad = ds.obs_row[ds.obs_index][dv <= 0]
         raise ModelError(
-            f"{type(err).__name__} error needs DV > 0, but DV <= 0 on rows {list(bad[:20])}"
+            f"{type(err).__name__} error needs DV > 0, but DV <= 0 on rows {bad[:20].tolist()}"
             f"{' ...' if bad.size > 20 else ''}. Use an additive or combined error model, or "
             "mark those rows as not observed (MDV=1) or as BLQ."
         )
@@ -166,7 +166,8 @@ def fit(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(jax.random.PRNGKey(seed), mdata, **{obs_name: jnp.asarray(dv)})
+        mcmc.run(jax.random.PRNGKey(seed), mdata, extra_fields=_EXTRA_FIELDS,
+                 **{obs_name: jnp.asarray(dv)})
     return to_inference_data(model, ds, mcmc, obs_name)
 
 
@@ -180,8 +181,16 @@ def _dims(model: Model, ind_names) -> dict[str, list[str]]:
     return dims
 
 
+_EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "mean_accept_prob", "diverging",
+                 "adapt_state.step_size")
+
+
 def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
-    """Convert a finished NumPyro run into InferenceData with the ``ID``/``obs`` schema."""
+    """Convert a finished NumPyro run into InferenceData with the ``ID``/``obs`` schema.
+
+    Built with ``arviz.from_dict`` from the draws NumPyro kept (``az.from_numpyro`` would
+    re-trace the model eagerly, which costs several seconds of op-by-op compilation).
+    """
     ind_names, _, _ = model._probe()
     coords = {
         "ID": np.asarray(ds.ids),
@@ -192,6 +201,19 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
     }
     dims = _dims(model, ind_names)
     dims[obs_name] = ["obs"]
+    draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    loglik = {obs_name: draws.pop(f"loglik_{obs_name}")}
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    n_steps = extra["num_steps"]
+    sample_stats = {
+        "lp": -extra["potential_energy"],
+        "energy": extra["energy"],
+        "n_steps": n_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int) + 1,
+        "acceptance_rate": extra["mean_accept_prob"],
+        "diverging": extra["diverging"],
+        "step_size": extra["adapt_state.step_size"],
+    }
     s, j = ds.obs_index
     pad = ~ds.dose_mask
     constant_data = {
@@ -210,7 +232,17 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
     dims.update(cdims)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = az.from_numpyro(mcmc, coords=coords, dims=dims, constant_data=constant_data)
+        idata = az.from_dict(
+            posterior=draws,
+            sample_stats=sample_stats,
+            log_likelihood=loglik,
+            observed_data={obs_name: np.asarray(ds.dv)},
+            constant_data=constant_data,
+            coords=coords,
+            dims=dims,
+        )
+    for group in ("posterior", "sample_stats"):
+        idata[group].attrs["inference_library"] = "numpyro"
     for name, unit in model.units().items():
         if name in idata.posterior:
             idata.posterior[name].attrs["unit"] = unit

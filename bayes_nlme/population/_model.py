@@ -261,7 +261,7 @@ class Model:
             if nan.any():
                 raise ModelError(
                     f"Covariate {c!r} is missing (NaN) on the first record of subjects "
-                    f"{list(data.ids[nan])}. Fill it in the dataset (baseline value on each "
+                    f"{data.ids[nan].tolist()}. Fill it in the dataset (baseline value on each "
                     "subject's first row) or drop those subjects."
                 )
             covs[c] = jnp.asarray(values)
@@ -392,7 +392,8 @@ class Model:
         Sites: every population parameter; ``omega_<name>_sd``; ``omega_corr_chol`` (block
         OMEGA only); ``z_eta`` (plate ``ID``, shape (n_id, n_eta), the non-centred standard
         normal draws); deterministic ``eta_<name>`` and individual parameters (plate ``ID``),
-        ``IPRED`` (plate ``obs``) and the observed site (plate ``obs``).
+        ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and, when ``DV`` is given,
+        its pointwise log-likelihood ``loglik_<site>``.
         """
         theta, chol = self.sample_population()
         n_id = data.n_id
@@ -412,6 +413,10 @@ class Model:
         numpyro.deterministic("IPRED", err.ipred)
         with numpyro.plate("obs", data.n_obs):
             numpyro.sample(name, err.distribution(), obs=DV)
+        if DV is not None:
+            # Pointwise log-likelihood, computed once per kept draw inside the compiled
+            # sampling loop (cheaper than a separate pass afterwards).
+            numpyro.deterministic(f"loglik_{name}", err.distribution().log_prob(DV))
 
     def predict_subjects(self, theta: Mapping, eta: Mapping, data: ModelData):
         """Vectorised ``subject`` over all subjects, outputs gathered onto the flat ``obs``.
