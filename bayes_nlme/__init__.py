@@ -14,7 +14,7 @@ from . import datasets, error, pk  # noqa: E402
 from ._errors import BayesNLMEError, ModelError  # noqa: E402
 from .data import Dataset, DatasetError, read_nonmem  # noqa: E402
 from .diagnostics import summary  # noqa: E402
-from .infer import fit, predict_ipred  # noqa: E402
+from .infer import fit, predict_ipred, simulate  # noqa: E402
 from .plots import plot_individual_fits  # noqa: E402
 from .population import IIV, Model, Param  # noqa: E402
 
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BayesNLMEError", "Dataset", "DatasetError", "IIV", "Model", "ModelError", "Param",
     "datasets", "dist", "error", "fit", "pk", "plot_individual_fits", "predict_ipred",
-    "read_nonmem", "summary",
+    "read_nonmem", "simulate", "summary",
 ]
