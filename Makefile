@@ -12,7 +12,6 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -e ".[test,lint]"
-	$(BIN)/python -m ipykernel install --user --name bayes-nlme --display-name "bayes-nlme" >/dev/null
 	touch $(STAMP)
 
 ## Fit the bundled Theophylline data (4 chains x 1000 warmup + 1000 draws) into runs/theophylline
