@@ -21,7 +21,21 @@ from .population import IIV, Model, Param  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "BayesNLMEError", "Dataset", "DatasetError", "IIV", "Model", "ModelError", "Param",
-    "datasets", "dist", "error", "fit", "pk", "plot_individual_fits", "predict_ipred",
-    "read_nonmem", "simulate", "summary",
+    "BayesNLMEError",
+    "Dataset",
+    "DatasetError",
+    "IIV",
+    "Model",
+    "ModelError",
+    "Param",
+    "datasets",
+    "dist",
+    "error",
+    "fit",
+    "pk",
+    "plot_individual_fits",
+    "predict_ipred",
+    "read_nonmem",
+    "simulate",
+    "summary",
 ]

@@ -45,7 +45,9 @@ def load_model_module(spec: str):
         try:
             mspec.loader.exec_module(module)
         except Exception as e:  # the user's file failed: say where, not a traceback
-            raise UsageError(f"Importing model file {spec!r} failed: {type(e).__name__}: {e}") from e
+            raise UsageError(
+                f"Importing model file {spec!r} failed: {type(e).__name__}: {e}"
+            ) from e
     else:
         names = zoo_names()
         if spec not in names:
@@ -86,8 +88,8 @@ def cmd_fit(args) -> int:
     t0 = time.perf_counter()
     import warnings
 
-    from .infer import fit
     from .diagnostics import summary
+    from .infer import fit
     from .plots import plot_individual_fits
 
     with warnings.catch_warnings():
@@ -104,8 +106,15 @@ def cmd_fit(args) -> int:
         f"bayes-nlme: NUTS, {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
         f"seed {args.seed} (compiling, then sampling)..."
     )
-    idata = fit(model, ds, chains=args.chains, warmup=args.warmup, samples=args.samples,
-                seed=args.seed, progress_bar=None if not args.no_progress else False)
+    idata = fit(
+        model,
+        ds,
+        chains=args.chains,
+        warmup=args.warmup,
+        samples=args.samples,
+        seed=args.seed,
+        progress_bar=None if not args.no_progress else False,
+    )
     t_fit = time.perf_counter() - t0
     table = summary(idata)
     n_div = int(idata.sample_stats["diverging"].sum())

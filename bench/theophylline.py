@@ -66,8 +66,9 @@ def run_handwritten(args) -> dict:
         tvcl = numpyro.sample("tvcl", dist.LogNormal(jnp.log(3.0), 1.0))
         tvv = numpyro.sample("tvv", dist.LogNormal(jnp.log(30.0), 1.0))
         add_sd = numpyro.sample("add_sd", dist.HalfNormal(1.0))
-        om = jnp.stack([numpyro.sample(f"omega_{k}_sd", dist.HalfNormal(0.5))
-                        for k in ("ka", "cl", "v")])
+        om = jnp.stack(
+            [numpyro.sample(f"omega_{k}_sd", dist.HalfNormal(0.5)) for k in ("ka", "cl", "v")]
+        )
         with numpyro.plate("ID", n):
             z = numpyro.sample("z_eta", dist.Normal(0, 1).expand([3]).to_event(1))
         eta = z * om
@@ -87,9 +88,14 @@ def run_handwritten(args) -> dict:
             return jnp.zeros(site["fn"].shape())
         return init_to_median(site)
 
-    mcmc = MCMC(NUTS(model, target_accept_prob=0.9, init_strategy=init), num_warmup=args.warmup,
-                num_samples=args.samples, num_chains=args.chains, progress_bar=False,
-                chain_method="parallel" if jax.local_device_count() >= args.chains else "sequential")
+    mcmc = MCMC(
+        NUTS(model, target_accept_prob=0.9, init_strategy=init),
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_chains=args.chains,
+        progress_bar=False,
+        chain_method="parallel" if jax.local_device_count() >= args.chains else "sequential",
+    )
     t0 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(args.seed), t, sid, dose, dv=dv)
     jax.block_until_ready(mcmc.get_samples())
@@ -102,12 +108,20 @@ def run_handwritten(args) -> dict:
 
 
 def run_package(args) -> dict:
-    import bayes_nlme as bn
     from bayes_nlme.model_zoo.theophylline import data, model
 
+    import bayes_nlme as bn
+
     t0 = time.perf_counter()
-    idata = bn.fit(model, data(), chains=args.chains, warmup=args.warmup, samples=args.samples,
-                   seed=args.seed, progress_bar=False)
+    idata = bn.fit(
+        model,
+        data(),
+        chains=args.chains,
+        warmup=args.warmup,
+        samples=args.samples,
+        seed=args.seed,
+        progress_bar=False,
+    )
     t_run = time.perf_counter() - t0
     return _result(bn.summary(idata), idata, t_run)
 
@@ -129,15 +143,27 @@ def child(args) -> None:
 
 def spawn(variant: str, args, env_extra: dict) -> dict:
     env = {**os.environ, **env_extra}
-    cmd = [sys.executable, __file__, "--variant", variant, "--chains", str(args.chains),
-           "--warmup", str(args.warmup), "--samples", str(args.samples), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--variant",
+        variant,
+        "--chains",
+        str(args.chains),
+        "--warmup",
+        str(args.warmup),
+        "--samples",
+        str(args.samples),
+        "--seed",
+        str(args.seed),
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = json.loads(line[len("RESULT ") :])
     res["wall_s"] = wall
     res["ess_per_s"] = res["min_ess_bulk"] / wall
     return res
@@ -163,16 +189,23 @@ def main() -> None:
             results["package_warm"].append(spawn("package", args, {"BAYES_NLME_CACHE_DIR": cache}))
     best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in results.items()}
     base = best["handwritten"]
-    print(f"Theophylline, {args.chains} chains x ({args.warmup} + {args.samples}), "
-          f"{os.cpu_count()} CPUs, best of {args.repeats}")
-    print(f"{'variant':<14}{'wall s':>8}{'fit s':>8}{'min ESS':>9}{'ESS/s':>8}{'R-hat':>8}"
-          f"{'div':>5}{'wall ratio':>12}{'ESS/s ratio':>13}")
+    print(
+        f"Theophylline, {args.chains} chains x ({args.warmup} + {args.samples}), "
+        f"{os.cpu_count()} CPUs, best of {args.repeats}"
+    )
+    print(
+        f"{'variant':<14}{'wall s':>8}{'fit s':>8}{'min ESS':>9}{'ESS/s':>8}{'R-hat':>8}"
+        f"{'div':>5}{'wall ratio':>12}{'ESS/s ratio':>13}"
+    )
     for k, r in best.items():
-        print(f"{k:<14}{r['wall_s']:>8.2f}{r['run_s']:>8.2f}{r['min_ess_bulk']:>9.0f}"
-              f"{r['ess_per_s']:>8.1f}{r['max_r_hat']:>8.4f}{r['divergences']:>5d}"
-              f"{r['wall_s'] / base['wall_s']:>12.2f}{r['ess_per_s'] / base['ess_per_s']:>13.2f}")
-    print("medians:", {k: {p: round(v, 3) for p, v in r["medians"].items()}
-                       for k, r in best.items()})
+        print(
+            f"{k:<14}{r['wall_s']:>8.2f}{r['run_s']:>8.2f}{r['min_ess_bulk']:>9.0f}"
+            f"{r['ess_per_s']:>8.1f}{r['max_r_hat']:>8.4f}{r['divergences']:>5d}"
+            f"{r['wall_s'] / base['wall_s']:>12.2f}{r['ess_per_s'] / base['ess_per_s']:>13.2f}"
+        )
+    print(
+        "medians:", {k: {p: round(v, 3) for p, v in r["medians"].items()} for k, r in best.items()}
+    )
 
 
 if __name__ == "__main__":

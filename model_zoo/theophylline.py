@@ -13,7 +13,8 @@ Parameters: ``tvka`` (1/h), ``tvcl`` (L/h), ``tvv`` (L) on the natural scale; ``
 Reference (NONMEM 7.4.4 FOCE-I): KA 1.59, CL 2.75, V 31.8, OMEGA² 0.402 / 0.0691 / 0.0192,
 additive SD 0.694.
 
-Run: ``bayes-nlme fit theophylline --out runs/theophylline`` (or ``python model_zoo/theophylline.py``).
+Run: ``bayes-nlme fit theophylline --out runs/theophylline``
+(or ``python model_zoo/theophylline.py``).
 """
 
 import jax.numpy as jnp

@@ -20,8 +20,15 @@ def test_fit_zoo_model_writes_three_results(tmp_path, capsys):
     for name in ("posterior.nc", "summary.csv", "individual_fits.png"):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "summary.csv", index_col="parameter")
-    assert list(table.index) == ["tvka", "tvcl", "tvv", "add_sd", "omega_ka_sd",
-                                 "omega_cl_sd", "omega_v_sd"]
+    assert list(table.index) == [
+        "tvka",
+        "tvcl",
+        "tvv",
+        "add_sd",
+        "omega_ka_sd",
+        "omega_cl_sd",
+        "omega_v_sd",
+    ]
     for col in ("mean", "sd", "median", "5%", "95%", "ess_bulk", "ess_tail", "r_hat"):
         assert col in table.columns
     err = capsys.readouterr().err
@@ -34,8 +41,17 @@ def test_fit_model_file_with_data_option(tmp_path):
     import bayes_nlme as bn
 
     bn.datasets.load("theophylline").to_csv(csv, index=False)
-    code = main(["fit", str(REPO / "model_zoo" / "theophylline.py"), "--data", str(csv),
-                 "--out", str(tmp_path / "run"), *TINY])
+    code = main(
+        [
+            "fit",
+            str(REPO / "model_zoo" / "theophylline.py"),
+            "--data",
+            str(csv),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY,
+        ]
+    )
     assert code == 0
     assert (tmp_path / "run" / "posterior.nc").exists()
 
@@ -47,7 +63,10 @@ def test_zoo_lists_theophylline():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["fit", "no_such_model"], "Unknown model 'no_such_model'. Model-zoo models: .*theophylline"),
+        (
+            ["fit", "no_such_model"],
+            "Unknown model 'no_such_model'. Model-zoo models: .*theophylline",
+        ),
         (["fit", "theophylline", "--data", "/nonexistent/file.csv"], "file.csv"),
         (["fit", "missing_file.py"], "does not exist"),
     ],

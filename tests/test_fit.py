@@ -4,9 +4,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from bayes_nlme.model_zoo import theophylline as zoo
 
 import bayes_nlme as bn
-from bayes_nlme.model_zoo import theophylline as zoo
 
 # NONMEM 7.4.4 FOCE-I, standard model (../shared/data/README.md)
 NONMEM = dict(tvka=1.590, tvcl=2.751, tvv=31.81, add_sd=0.694)
@@ -75,10 +75,26 @@ def test_netcdf_roundtrip_and_arviz_tools(small_fit, tmp_path):
 
 def test_summary_table(small_fit):
     table = bn.summary(small_fit)
-    assert list(table.index) == ["tvka", "tvcl", "tvv", "add_sd", "omega_ka_sd",
-                                 "omega_cl_sd", "omega_v_sd"]
-    assert list(table.columns) == ["unit", "mean", "sd", "median", "5%", "95%", "ess_bulk",
-                                   "ess_tail", "r_hat"]
+    assert list(table.index) == [
+        "tvka",
+        "tvcl",
+        "tvv",
+        "add_sd",
+        "omega_ka_sd",
+        "omega_cl_sd",
+        "omega_v_sd",
+    ]
+    assert list(table.columns) == [
+        "unit",
+        "mean",
+        "sd",
+        "median",
+        "5%",
+        "95%",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+    ]
     post = small_fit.posterior["tvcl"].values.ravel()
     np.testing.assert_allclose(table.loc["tvcl", "median"], np.median(post))
     np.testing.assert_allclose(table.loc["tvcl", "5%"], np.quantile(post, 0.05))
@@ -95,8 +111,9 @@ def test_predict_ipred_and_plot(small_fit, theo, tmp_path):
     times, ipred = bn.predict_ipred(zoo.model, theo, small_fit, n_draws=20, n_time=30)
     assert times.shape == (12, 30) and ipred.shape == (20, 12, 30)
     np.testing.assert_allclose(ipred[:, :, 0], 0.0, atol=1e-10)  # oral dose at t=0: none absorbed
-    fig = bn.plot_individual_fits(zoo.model, theo, small_fit, path=tmp_path / "fits.png",
-                                  n_draws=20)
+    fig = bn.plot_individual_fits(
+        zoo.model, theo, small_fit, path=tmp_path / "fits.png", n_draws=20
+    )
     assert (tmp_path / "fits.png").stat().st_size > 10_000
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 12
 
@@ -126,8 +143,9 @@ def _design(n_id, seed=0):
 
 @pytest.mark.slow
 def test_simulate_then_recover_60_subjects():
-    truth = dict(tvka=1.5, tvcl=2.8, tvv=32.0, add_sd=0.5, omega_ka_sd=0.5, omega_cl_sd=0.3,
-                 omega_v_sd=0.2)
+    truth = dict(
+        tvka=1.5, tvcl=2.8, tvv=32.0, add_sd=0.5, omega_ka_sd=0.5, omega_cl_sd=0.3, omega_v_sd=0.2
+    )
     design = _design(60)
     sim = bn.simulate(zoo.model, design, truth, seed=11)
     data = design.copy()

@@ -124,7 +124,7 @@ def test_namespace_lists_available_names():
     ns = Namespace("eta", {"cl": 1.0, "v": 2.0})
     assert ns.cl == 1.0 and ns["v"] == 2.0
     with pytest.raises(bn.ModelError, match="eta has no 'ka'; available: cl, v"):
-        ns.ka
+        _ = ns.ka
 
 
 def test_pre_must_return_structural_parameters():
@@ -181,8 +181,16 @@ def test_ipred_matches_closed_form_and_loglik_site():
     model = _theo_model()
     ds = bn.read_nonmem(_design(n_id=2))
     md = model.model_data(ds)
-    values = dict(tvka=1.2, tvcl=2.5, tvv=30.0, add_sd=0.5, omega_ka_sd=0.3, omega_cl_sd=0.2,
-                  omega_v_sd=0.1, z_eta=jnp.array([[0.5, -1.0, 0.2], [0.0, 0.0, 0.0]]))
+    values = dict(
+        tvka=1.2,
+        tvcl=2.5,
+        tvv=30.0,
+        add_sd=0.5,
+        omega_ka_sd=0.3,
+        omega_cl_sd=0.2,
+        omega_v_sd=0.1,
+        z_eta=jnp.array([[0.5, -1.0, 0.2], [0.0, 0.0, 0.0]]),
+    )
     cond = handlers.condition(model.numpyro_model, data=values)
     tr = handlers.trace(handlers.seed(cond, 0)).get_trace(md, DV=jnp.asarray(ds.dv))
     ka = 1.2 * np.exp(0.3 * np.array([0.5, 0.0]))
@@ -198,8 +206,11 @@ def test_ipred_matches_closed_form_and_loglik_site():
 
 def test_model_without_iiv_and_with_covariate():
     model = bn.Model(
-        params=dict(tvcl=bn.Param(dist.LogNormal(0.0, 1.0)), tvv=bn.Param(dist.LogNormal(3.0, 1.0)),
-                    prop_sd=bn.Param(dist.HalfNormal(0.3))),
+        params=dict(
+            tvcl=bn.Param(dist.LogNormal(0.0, 1.0)),
+            tvv=bn.Param(dist.LogNormal(3.0, 1.0)),
+            prop_sd=bn.Param(dist.HalfNormal(0.3)),
+        ),
         pre=lambda p, eta, cov: dict(CL=p.tvcl * (cov.wt / 70) ** 0.75, V=p.tvv * cov.wt / 70),
         dynamics=bn.pk.Central1(),
         derived=lambda p, a, ind: dict(DV=bn.error.Proportional(a.Central / ind.V, sd=p.prop_sd)),
@@ -221,7 +232,9 @@ def test_numpyro_model_is_plain_and_wrappable():
     tr = handlers.trace(handlers.seed(blocked, 0)).get_trace(md)
     assert "IPRED" not in tr and "DV" in tr
     lp = numpyro.infer.util.log_density(
-        model.numpyro_model, (md,), {"DV": jnp.asarray(ds.dv)},
+        model.numpyro_model,
+        (md,),
+        {"DV": jnp.asarray(ds.dv)},
         {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and k != "DV"},
     )[0]
     assert np.isfinite(lp)
@@ -230,8 +243,15 @@ def test_numpyro_model_is_plain_and_wrappable():
 def test_simulate_uses_given_parameters():
     model = _theo_model()
     ds = bn.read_nonmem(_design(n_id=200, times=(1.0,)))
-    truth = dict(tvka=1.5, tvcl=2.8, tvv=32.0, add_sd=1e-6, omega_ka_sd=1e-6,
-                 omega_cl_sd=0.3, omega_v_sd=1e-6)
+    truth = dict(
+        tvka=1.5,
+        tvcl=2.8,
+        tvv=32.0,
+        add_sd=1e-6,
+        omega_ka_sd=1e-6,
+        omega_cl_sd=0.3,
+        omega_v_sd=1e-6,
+    )
     sim = bn.simulate(model, ds, truth, seed=3)
     assert sim["DV"].shape == (200,)
     np.testing.assert_allclose(np.std(np.log(sim["CL"])), 0.3, rtol=0.15)
@@ -246,9 +266,13 @@ def test_grad_of_log_density_is_finite_at_init():
     md = model.model_data(ds)
     from numpyro.infer.util import initialize_model
 
-    info = initialize_model(jax.random.PRNGKey(0), model.numpyro_model, model_args=(md,),
-                            model_kwargs={"DV": jnp.asarray(ds.dv)},
-                            init_strategy=bn.infer.init_to_typical())
+    info = initialize_model(
+        jax.random.PRNGKey(0),
+        model.numpyro_model,
+        model_args=(md,),
+        model_kwargs={"DV": jnp.asarray(ds.dv)},
+        init_strategy=bn.infer.init_to_typical(),
+    )
     z = info.param_info.z
     np.testing.assert_array_equal(z["z_eta"], 0.0)
     g = jax.grad(info.potential_fn)(z)

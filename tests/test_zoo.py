@@ -16,9 +16,23 @@ ZOO = Path(__file__).resolve().parents[1] / "model_zoo"
 def test_zoo_script_runs(name, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     res = subprocess.run(
-        [sys.executable, str(ZOO / f"{name}.py"), "--chains", "1", "--warmup", "30",
-         "--samples", "20", "--no-progress", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            str(ZOO / f"{name}.py"),
+            "--chains",
+            "1",
+            "--warmup",
+            "30",
+            "--samples",
+            "20",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     for f in ("posterior.nc", "summary.csv", "individual_fits.png"):

@@ -128,7 +128,10 @@ class Dataset:
     def doses(self, i: int) -> Doses:
         """Dose events of subject number ``i`` (0-based position, not ID)."""
         return Doses(
-            self.dose_time[i], self.dose_amt[i], self.dose_rate[i], self.dose_cmt[i],
+            self.dose_time[i],
+            self.dose_amt[i],
+            self.dose_rate[i],
+            self.dose_cmt[i],
             self.dose_mask[i],
         )
 

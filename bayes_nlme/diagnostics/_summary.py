@@ -52,8 +52,9 @@ def summary(idata, var_names: list[str] | None = None):
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = az.summary(idata, var_names=names, stat_funcs=stat_funcs, extend=True,
-                           round_to="none")
+        table = az.summary(
+            idata, var_names=names, stat_funcs=stat_funcs, extend=True, round_to="none"
+        )
     if "omega_corr" in names:
         order = {n: k for k, n in enumerate(idata.posterior["omega_corr"].coords["eta"].values)}
         table = table[[not _is_redundant_corr(label, order) for label in table.index]]
@@ -66,5 +67,5 @@ def _is_redundant_corr(label: str, order: dict) -> bool:
     """Keep only the strict lower triangle of ``omega_corr`` (the diagonal is 1)."""
     if not label.startswith("omega_corr["):
         return False
-    a, b = label[len("omega_corr["):-1].split(", ")
+    a, b = label[len("omega_corr[") : -1].split(", ")
     return order[a] <= order[b]

@@ -131,7 +131,8 @@ def fit(
     --------
     >>> import bayes_nlme as bn
     >>> from bayes_nlme.model_zoo.theophylline import model
-    >>> idata = bn.fit(model, bn.datasets.load("theophylline"), warmup=200, samples=200)  # doctest: +SKIP
+    >>> data = bn.datasets.load("theophylline")
+    >>> idata = bn.fit(model, data, warmup=200, samples=200)  # doctest: +SKIP
     """
     ds = as_dataset(data)
     mdata = model.model_data(ds)
@@ -166,8 +167,12 @@ def fit(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(jax.random.PRNGKey(seed), mdata, extra_fields=_EXTRA_FIELDS,
-                 **{obs_name: jnp.asarray(dv)})
+        mcmc.run(
+            jax.random.PRNGKey(seed),
+            mdata,
+            extra_fields=_EXTRA_FIELDS,
+            **{obs_name: jnp.asarray(dv)},
+        )
     return to_inference_data(model, ds, mcmc, obs_name)
 
 
@@ -181,8 +186,14 @@ def _dims(model: Model, ind_names) -> dict[str, list[str]]:
     return dims
 
 
-_EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "mean_accept_prob", "diverging",
-                 "adapt_state.step_size")
+_EXTRA_FIELDS = (
+    "potential_energy",
+    "energy",
+    "num_steps",
+    "mean_accept_prob",
+    "diverging",
+    "adapt_state.step_size",
+)
 
 
 def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
@@ -223,8 +234,13 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
         "AMT": np.where(pad, np.nan, ds.dose_amt),
         "RATE": np.where(pad, np.nan, ds.dose_rate),
     }
-    cdims = {"TIME": ["obs"], "subject": ["obs"], "dose_time": ["ID", "dose"],
-             "AMT": ["ID", "dose"], "RATE": ["ID", "dose"]}
+    cdims = {
+        "TIME": ["obs"],
+        "subject": ["obs"],
+        "dose_time": ["ID", "dose"],
+        "AMT": ["ID", "dose"],
+        "RATE": ["ID", "dose"],
+    }
     by_lower = {k.lower(): k for k in ds.covariates}
     for c in model.covariates:
         constant_data[c] = np.asarray(ds.covariates[by_lower[c.lower()]])

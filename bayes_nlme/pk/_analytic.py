@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,24 +40,39 @@ from ._base import AbstractPKModel
 __all__ = ["Central1", "Central1Periph1", "Depots1Central1", "Depots1Central1Periph1"]
 
 
-def _sylvester(K: Any, lam: Any) -> Any:
-    """Spectral projectors ``Z_i`` of ``K`` (distinct eigenvalues ``lam``), shape (n, n, n).
+def _sylvester(K: Any, lam: Any, cols: slice = slice(None)) -> Any:
+    """Columns ``cols`` of the spectral projectors ``Z_i`` of ``K`` (distinct eigenvalues).
 
-    ``Z[i] = prod_{j != i} (K - lam_j I) / (lam_i - lam_j)``, written with broadcasting and
-    reductions only (no ``dot``): for these 2x2 / 3x3 matrices that keeps the compiled
-    program, and its gradient, small.
+    ``Z[i] = prod_{j != i} (K - lam_j I) / (lam_i - lam_j)``; returns ``Z[:, :, cols]``,
+    shape (n_eig, n, n_cols). Written with broadcasting and reductions only (no ``dot``):
+    for these 2x2 / 3x3 matrices that keeps the compiled program, and its gradient, small.
     """
     n = lam.shape[0]
     eye = jnp.eye(n, dtype=lam.dtype)
     shifted = K[None] - lam[:, None, None] * eye  # shifted[j] = K - lam_j I
     others = [[j for j in range(n) if j != i] for i in range(n)]  # static, n <= 3
-    num = shifted[np.array([o[0] for o in others])]  # (n, n, n)
-    den = lam - lam[np.array([o[0] for o in others])]
-    for col in range(1, n - 1):
-        idx = np.array([o[col] for o in others])
-        num = jnp.sum(num[:, :, :, None] * shifted[idx][:, None, :, :], axis=2)
+    idx = np.array([o[0] for o in others])
+    num = shifted[idx][:, :, cols]  # (n_eig, n, n_cols)
+    den = lam - lam[idx]
+    for k in range(1, n - 1):  # left-multiply by the remaining factors (they commute)
+        idx = np.array([o[k] for o in others])
+        num = jnp.sum(shifted[idx][:, :, :, None] * num[:, None, :, :], axis=2)
         den = den * (lam - lam[idx])
     return num / den[:, None, None]
+
+
+def _depot_projectors(K: Any, lam: Any) -> Any:
+    """Projectors of a depot (CMT 1, rate ``-lam[0]``) feeding a disposition system.
+
+    Only the depot column involves the absorption eigenvalue; the other columns use the
+    disposition block's own projectors, so doses into Central/Peripheral stay exact
+    (no spurious ``KA`` terms from rounding, unaffected by ``KA`` near a disposition rate).
+    """
+    depot_col = _sylvester(K, lam, slice(0, 1))  # (n, n, 1)
+    n_disp = lam.shape[0] - 1
+    disp = jnp.ones((1, 1, 1), lam.dtype) if n_disp == 1 else _sylvester(K[1:, 1:], lam[1:])
+    disp = jnp.pad(disp, ((1, 0), (1, 0), (0, 0)))  # no KA component, no depot row
+    return jnp.concatenate([depot_col, disp], axis=2)
 
 
 def _separate(ka: Any, lam: Any) -> Any:
@@ -113,6 +129,28 @@ class _LinearPK(AbstractPKModel):
             )
         return {name: jnp.asarray(params[name]) for name in self.required}
 
+    def _check_doses(self, doses: Any) -> None:
+        """Eager sanity checks of CMT and RATE when they are concrete (skipped when traced)."""
+        try:
+            cmt = np.asarray(doses.cmt)
+            rate = np.asarray(doses.rate)
+            mask = np.asarray(doses.mask, bool)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return
+        n = len(self.compartments)
+        bad = mask & ((cmt < 0) | (cmt > n))
+        if bad.any():
+            raise ValueError(
+                f"{type(self).__name__} has compartments {list(self.compartments)} "
+                f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
+                f"{sorted(set(cmt[bad].tolist()))}."
+            )
+        if (mask & (rate < 0)).any():
+            raise ValueError(
+                "RATE < 0 (modelled infusion rate/duration, NONMEM RATE=-1/-2) is not "
+                "supported by the analytic models; give RATE > 0 or 0."
+            )
+
     def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
         """Amount in every compartment at ``times`` for one subject.
 
@@ -131,8 +169,15 @@ class _LinearPK(AbstractPKModel):
         -------
         array, shape (n_time, n_cmt)
             Amounts; column ``k`` is ``compartments[k]``.
+
+        Raises
+        ------
+        ValueError
+            A required parameter is missing; or, when the dose arrays are concrete (not
+            traced), a real dose has a CMT outside ``0..n_cmt`` or a negative RATE.
         """
         p = self._read_params(params)
+        self._check_doses(doses)
         n = len(self.compartments)
         K, lam = self._system(p)
         Z = self._projectors(K, lam)  # (n_eig, n_cmt, n_cmt)
@@ -179,33 +224,46 @@ class _LinearPK(AbstractPKModel):
 
 
 class Central1(_LinearPK):
-    """One-compartment model with intravenous input (bolus or zero-order infusion).
+    r"""One-compartment model with intravenous input (bolus or zero-order infusion).
 
-    Amount ``C`` in the central compartment:
+    The amount :math:`C` in the central compartment follows
 
     .. math::
 
-        \\frac{dC}{dt} = -\\frac{CL}{V} C + \\text{input}(t)
+        \frac{dC}{dt} = -\frac{CL}{V}\, C + \mathrm{input}_C(t).
 
-    Closed form after a bolus ``D`` at ``t = 0``: ``C(t) = D exp(-CL/V t)``.
+    After a bolus :math:`D` at :math:`t = 0`, :math:`C(t) = D\, e^{-k t}` with
+    :math:`k = CL/V`; an infusion at rate :math:`R` gives
+    :math:`C(t) = \frac{R}{k}(1 - e^{-k t})` while it runs.
 
-    Compartments (NONMEM CMT order): ``1 = Central``. Doses with CMT 0 go to CMT 1.
-
-    Parameters (``params`` keys)
-    ----------------------------
-    CL : clearance (volume/time), > 0.
-    V : central volume (volume), > 0.
-    F1, ALAG1 : optional bioavailability (default 1) and lag time (time, default 0).
-
-    Returns
-    -------
-    ``amounts(params, doses, times)`` has shape (n_time, 1): amounts (dose units); the
-    concentration is ``amounts[:, 0] / V``.
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Central",)``: CMT 1 is Central.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to Central.
+    required : tuple of str
+        ``("CL", "V")``.
 
     Notes
     -----
-    A bolus is included at its own (lagged) time. An infusion runs at ``RATE`` from
-    ``t_d + ALAG1`` for ``F1 * AMT / RATE`` (bioavailability changes the duration).
+    Individual parameters (keys of ``params`` in :meth:`amounts`):
+
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume, > 0.
+    ``F1`` : dimensionless, optional
+        Bioavailability of doses into CMT 1 (default 1).
+    ``ALAG1`` : time, optional
+        Lag time of doses into CMT 1 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 1)``: the amount (dose units); the
+    concentration is ``amounts[:, 0] / V``.
+
+    Edge cases: a bolus is included at its own (lagged) time. An infusion runs at ``RATE``
+    from ``t_d + ALAG1`` for ``F1 * AMT / RATE`` (NONMEM: bioavailability changes the
+    duration, not the rate). Times before every dose give 0.
     """
 
     compartments = ("Central",)
@@ -221,41 +279,53 @@ class Central1(_LinearPK):
 
 
 class Depots1Central1(_LinearPK):
-    """One-compartment model with first-order absorption from one depot.
+    r"""One-compartment model with first-order absorption from one depot.
 
-    Amounts ``D`` (depot) and ``C`` (central):
+    The amounts :math:`D` (depot) and :math:`C` (central) follow
 
     .. math::
 
-        \\frac{dD}{dt} = -K_A D + \\text{input}_D(t), \\qquad
-        \\frac{dC}{dt} = K_A D - \\frac{CL}{V} C + \\text{input}_C(t)
+        \frac{dD}{dt} &= -K_A D + \mathrm{input}_D(t) \\
+        \frac{dC}{dt} &= K_A D - \frac{CL}{V}\, C + \mathrm{input}_C(t)
 
-    Closed form after an oral dose ``D_0`` at ``t = 0`` (Bateman):
-    ``C(t) = D_0 K_A / (K_A - k) (exp(-k t) - exp(-K_A t))`` with ``k = CL/V``.
+    After an oral dose :math:`D_0` at :math:`t = 0` (Bateman function, :math:`k = CL/V`):
+    :math:`C(t) = \frac{D_0 K_A}{K_A - k}\left(e^{-k t} - e^{-K_A t}\right)`.
 
-    Compartments (NONMEM CMT order): ``1 = Depot``, ``2 = Central``. Doses with CMT 0 go to
-    the depot (CMT 1); IV doses use CMT 2.
-
-    Parameters (``params`` keys)
-    ----------------------------
-    KA : absorption rate constant (1/time), > 0.
-    CL : clearance (volume/time), > 0.
-    V : central volume (volume), > 0.
-    F1, F2, ALAG1, ALAG2 : optional bioavailability (default 1) and lag time (time,
-        default 0) of doses into the depot (1) and the central compartment (2).
-
-    Returns
-    -------
-    ``amounts(params, doses, times)`` has shape (n_time, 2); the concentration is
-    ``amounts[:, 1] / V``.
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Depot", "Central")``: CMT 1 is the depot, CMT 2 the central compartment.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to the depot. IV doses use CMT 2.
+    required : tuple of str
+        ``("KA", "CL", "V")``.
 
     Notes
     -----
-    ``KA == CL/V`` (no flip-flop separation) makes Sylvester's formula singular. When
-    ``|KA - CL/V| < 6e-6 * CL/V`` (float64), ``KA`` is shifted by ``1.2e-5 * CL/V``: the result
-    is then accurate to about 1e-5 relative; elsewhere values are accurate to about 1e-10
-    relative and gradients to about 1e-5 relative even close to the singularity.
-    A zero-order infusion into the depot (``RATE > 0``, CMT 1) is allowed.
+    Individual parameters (keys of ``params`` in :meth:`amounts`):
+
+    ``KA`` : 1/time
+        First-order absorption rate constant, > 0.
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume, > 0.
+    ``F1``, ``F2`` : dimensionless, optional
+        Bioavailability of doses into CMT 1, 2 (default 1).
+    ``ALAG1``, ``ALAG2`` : time, optional
+        Lag time of doses into CMT 1, 2 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 2)``; the concentration is
+    ``amounts[:, 1] / V``.
+
+    Edge cases: ``KA == CL/V`` makes Sylvester's formula singular. Within
+    ``|KA - k| < 6e-6 k`` (float64; ``eps**(1/3)`` in general) ``KA`` is replaced by
+    ``KA + 1.2e-5 k`` for depot doses, so values stay finite with a relative error of about
+    ``1.2e-5 |1 - k t / 2|`` (5e-5 at ``k t = 10``). Outside the band the rounding error of
+    the formula is about ``eps / g`` for values and ``eps / g**2`` for gradients at a
+    relative gap ``g = |KA - k| / k``: ~1e-10 and ~1e-5 at the band's edge, negligible
+    beyond ``g = 1e-3``. Doses into Central do not involve ``KA`` and are unaffected. A
+    zero-order infusion into the depot (``RATE > 0``, CMT 1) is allowed.
     """
 
     compartments = ("Depot", "Central")
@@ -269,44 +339,59 @@ class Depots1Central1(_LinearPK):
         K = jnp.stack([jnp.stack([-ka, zero]), jnp.stack([ka, -k])])
         return K, jnp.stack([-ka, -k])
 
+    def _projectors(self, K, lam):
+        return _depot_projectors(K, lam)
+
 
 class Central1Periph1(_LinearPK):
-    """Two-compartment model with intravenous input (bolus or zero-order infusion).
+    r"""Two-compartment model with intravenous input (bolus or zero-order infusion).
 
-    Amounts ``C`` (central) and ``P`` (peripheral), with ``k10 = CL/V``, ``k12 = Q/V``,
-    ``k21 = Q/V2``:
+    With :math:`k_{10} = CL/V`, :math:`k_{12} = Q/V`, :math:`k_{21} = Q/V_2`, the amounts
+    :math:`C` (central) and :math:`P` (peripheral) follow
 
     .. math::
 
-        \\frac{dC}{dt} = -(k_{10} + k_{12}) C + k_{21} P + \\text{input}_C(t), \\qquad
-        \\frac{dP}{dt} = k_{12} C - k_{21} P + \\text{input}_P(t)
+        \frac{dC}{dt} &= -(k_{10} + k_{12})\, C + k_{21} P + \mathrm{input}_C(t) \\
+        \frac{dP}{dt} &= k_{12} C - k_{21} P + \mathrm{input}_P(t)
 
-    Closed form after a bolus ``D`` at ``t = 0``:
-    ``C(t) = D [(alpha - k21) exp(-alpha t) + (k21 - beta) exp(-beta t)] / (alpha - beta)``,
-    where ``alpha > beta`` are the roots of ``x**2 - (k10 + k12 + k21) x + k10 k21``
-    (``beta`` computed as ``k10 k21 / alpha`` for stability).
+    After a bolus :math:`D` at :math:`t = 0`,
+    :math:`C(t) = D\,\frac{(\alpha - k_{21}) e^{-\alpha t} + (k_{21} - \beta) e^{-\beta t}}
+    {\alpha - \beta}`, where :math:`\alpha > \beta > 0` are the roots of
+    :math:`x^2 - (k_{10} + k_{12} + k_{21}) x + k_{10} k_{21}` (:math:`\beta` is computed
+    as :math:`k_{10} k_{21} / \alpha`, free of cancellation).
 
-    Compartments (NONMEM CMT order): ``1 = Central``, ``2 = Peripheral``. Doses with CMT 0
-    go to the central compartment.
-
-    Parameters (``params`` keys)
-    ----------------------------
-    CL : clearance (volume/time), > 0.
-    V : central volume (volume), > 0.
-    Q : intercompartmental clearance (volume/time), > 0.
-    V2 : peripheral volume (volume), > 0.
-    F1, F2, ALAG1, ALAG2 : optional bioavailability and lag time per compartment.
-
-    Returns
-    -------
-    ``amounts(params, doses, times)`` has shape (n_time, 2); the concentration is
-    ``amounts[:, 0] / V``.
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Central", "Peripheral")``: CMT 1 is Central, CMT 2 Peripheral.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to Central.
+    required : tuple of str
+        ``("CL", "V", "Q", "V2")``.
 
     Notes
     -----
-    ``Q = 0`` is not supported (use :class:`Central1`): ``alpha - beta`` then may vanish and
-    Sylvester's formula is singular. Accuracy degrades when ``alpha`` and ``beta`` nearly
-    coincide, which requires both a tiny ``Q`` and ``k21 ~= k10 + k12``.
+    Individual parameters (keys of ``params`` in :meth:`amounts`):
+
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume, > 0.
+    ``Q`` : volume/time
+        Intercompartmental clearance, > 0.
+    ``V2`` : volume
+        Peripheral volume, > 0.
+    ``F1``, ``F2`` : dimensionless, optional
+        Bioavailability of doses into CMT 1, 2 (default 1).
+    ``ALAG1``, ``ALAG2`` : time, optional
+        Lag time of doses into CMT 1, 2 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 2)``; the concentration is
+    ``amounts[:, 0] / V``.
+
+    Edge cases: ``Q = 0`` is not supported (use :class:`Central1`); accuracy degrades when
+    :math:`\alpha \approx \beta`, which needs both a tiny ``Q`` and
+    :math:`k_{21} \approx k_{10} + k_{12}`.
     """
 
     compartments = ("Central", "Peripheral")
@@ -320,43 +405,59 @@ class Central1Periph1(_LinearPK):
 
 
 class Depots1Central1Periph1(_LinearPK):
-    """Two-compartment model with first-order absorption from one depot.
+    r"""Two-compartment model with first-order absorption from one depot.
 
-    Amounts ``D`` (depot), ``C`` (central), ``P`` (peripheral), with ``k10 = CL/V``,
-    ``k12 = Q/V``, ``k21 = Q/V2``:
+    With :math:`k_{10} = CL/V`, :math:`k_{12} = Q/V`, :math:`k_{21} = Q/V_2`, the amounts
+    :math:`D` (depot), :math:`C` (central) and :math:`P` (peripheral) follow
 
     .. math::
 
-        \\frac{dD}{dt} &= -K_A D + \\text{input}_D(t) \\\\
-        \\frac{dC}{dt} &= K_A D - (k_{10} + k_{12}) C + k_{21} P + \\text{input}_C(t) \\\\
-        \\frac{dP}{dt} &= k_{12} C - k_{21} P + \\text{input}_P(t)
+        \frac{dD}{dt} &= -K_A D + \mathrm{input}_D(t) \\
+        \frac{dC}{dt} &= K_A D - (k_{10} + k_{12})\, C + k_{21} P + \mathrm{input}_C(t) \\
+        \frac{dP}{dt} &= k_{12} C - k_{21} P + \mathrm{input}_P(t)
 
-    Closed form after an oral dose ``D_0`` at ``t = 0`` (tri-exponential):
-    ``C(t) = D_0 K_A sum_{x in (K_A, alpha, beta)} (k21 - x) exp(-x t) / prod_{y != x}(y - x)``.
+    After an oral dose :math:`D_0` at :math:`t = 0` (tri-exponential),
+    :math:`C(t) = D_0 K_A \sum_{x \in \{K_A, \alpha, \beta\}}
+    \frac{(k_{21} - x)\, e^{-x t}}{\prod_{y \ne x} (y - x)}`, with :math:`\alpha, \beta` as
+    in :class:`Central1Periph1`.
 
-    Compartments (NONMEM CMT order): ``1 = Depot``, ``2 = Central``, ``3 = Peripheral``.
-    Doses with CMT 0 go to the depot (CMT 1); IV doses use CMT 2.
-
-    Parameters (``params`` keys)
-    ----------------------------
-    KA : absorption rate constant (1/time), > 0.
-    CL : clearance (volume/time), > 0.
-    V : central volume (volume), > 0.
-    Q : intercompartmental clearance (volume/time), > 0.
-    V2 : peripheral volume (volume), > 0.
-    F1, F2, F3, ALAG1, ALAG2, ALAG3 : optional bioavailability and lag time per compartment.
-
-    Returns
-    -------
-    ``amounts(params, doses, times)`` has shape (n_time, 3); the concentration is
-    ``amounts[:, 1] / V``.
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Depot", "Central", "Peripheral")``: CMT 1 depot, CMT 2 Central, CMT 3
+        Peripheral.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to the depot. IV doses use CMT 2.
+    required : tuple of str
+        ``("KA", "CL", "V", "Q", "V2")``.
 
     Notes
     -----
-    ``KA`` equal to ``alpha`` or ``beta`` makes Sylvester's formula singular; as in
-    :class:`Depots1Central1`, ``KA`` is shifted by a relative ``1.2e-5`` inside a relative band
-    of ``6e-6`` around them (results then accurate to about 1e-5 relative). ``Q = 0`` is not
-    supported (see :class:`Central1Periph1`).
+    Individual parameters (keys of ``params`` in :meth:`amounts`):
+
+    ``KA`` : 1/time
+        First-order absorption rate constant, > 0.
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume, > 0.
+    ``Q`` : volume/time
+        Intercompartmental clearance, > 0.
+    ``V2`` : volume
+        Peripheral volume, > 0.
+    ``F1``, ``F2``, ``F3`` : dimensionless, optional
+        Bioavailability of doses into CMT 1, 2, 3 (default 1).
+    ``ALAG1``, ``ALAG2``, ``ALAG3`` : time, optional
+        Lag time of doses into CMT 1, 2, 3 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 3)``; the concentration is
+    ``amounts[:, 1] / V``.
+
+    Edge cases: ``KA`` equal to :math:`\alpha` or :math:`\beta` makes Sylvester's formula
+    singular for depot doses; as in :class:`Depots1Central1`, ``KA`` is shifted by a
+    relative ``1.2e-5`` inside a relative band of ``6e-6`` around them (values then
+    accurate to ~1e-5 relative). Doses into Central or Peripheral are unaffected. ``Q = 0``
+    is not supported (see :class:`Central1Periph1`).
     """
 
     compartments = ("Depot", "Central", "Peripheral")
@@ -375,3 +476,6 @@ class Depots1Central1Periph1(_LinearPK):
             ]
         )
         return K, jnp.stack([-ka, -alpha, -beta])
+
+    def _projectors(self, K, lam):
+        return _depot_projectors(K, lam)

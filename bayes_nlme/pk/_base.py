@@ -39,9 +39,7 @@ class AbstractPKModel(abc.ABC):
     def optional(self) -> tuple[str, ...]:
         """Optional per-compartment parameters: ``F<n>`` and ``ALAG<n>``."""
         n = len(self.compartments)
-        return tuple(f"F{k}" for k in range(1, n + 1)) + tuple(
-            f"ALAG{k}" for k in range(1, n + 1)
-        )
+        return tuple(f"F{k}" for k in range(1, n + 1)) + tuple(f"ALAG{k}" for k in range(1, n + 1))
 
     @abc.abstractmethod
     def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:

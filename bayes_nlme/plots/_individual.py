@@ -60,15 +60,22 @@ def plot_individual_fits(
     lo, med, hi = np.quantile(ipred, [(1 - band) / 2, 0.5, (1 + band) / 2], axis=0)
     n = ds.n_id
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=False,
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.0 * ncols, 2.4 * nrows),
+        sharex=False,
+        squeeze=False,
+        constrained_layout=True,
+    )
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_visible(False)
             continue
         m = ds.obs_mask[i]
-        ax.fill_between(times[i], lo[i], hi[i], color="C0", alpha=0.25, lw=0,
-                        label=f"IPRED {band:.0%} CrI")
+        ax.fill_between(
+            times[i], lo[i], hi[i], color="C0", alpha=0.25, lw=0, label=f"IPRED {band:.0%} CrI"
+        )
         ax.plot(times[i], med[i], color="C0", lw=1.5, label="IPRED median")
         ax.plot(ds.obs_time[i][m], ds.obs_dv[i][m], "o", color="k", ms=3.5, label="DV")
         ax.set_title(f"ID {ds.ids[i]}", fontsize=9)

@@ -5,6 +5,14 @@ from ._model import Model, ModelData, Namespace
 from ._params import IIV, Param
 
 __all__ = [
-    "AbstractError", "Additive", "Combined", "Exponential", "Proportional",
-    "IIV", "Model", "ModelData", "Namespace", "Param",
+    "AbstractError",
+    "Additive",
+    "Combined",
+    "Exponential",
+    "Proportional",
+    "IIV",
+    "Model",
+    "ModelData",
+    "Namespace",
+    "Param",
 ]

@@ -37,7 +37,8 @@ class Namespace(Mapping):
             return self._values[name]
         except KeyError:
             raise ModelError(
-                f"{self._kind} has no {name!r}; available: {', '.join(sorted(self._values)) or 'none'}."
+                f"{self._kind} has no {name!r}; available: "
+                f"{', '.join(sorted(self._values)) or 'none'}."
             ) from None
 
     def __setattr__(self, name, value):
@@ -325,7 +326,9 @@ class Model:
         amounts = self.dynamics.amounts(ind, doses, times)
         a = dict(zip(self.dynamics.compartments, jnp.moveaxis(amounts, -1, 0), strict=True))
         a["t"] = times
-        out = self.derived(p, Namespace("amounts", a), Namespace("ind (individual parameters)", ind))
+        out = self.derived(
+            p, Namespace("amounts", a), Namespace("ind (individual parameters)", ind)
+        )
         if not isinstance(out, Mapping) or not out:
             raise ModelError(
                 "derived(p, amounts, ind) must return a dict such as "
@@ -352,13 +355,14 @@ class Model:
 
     def _probe(self):
         """Trace ``subject`` once on dummy values: (individual-parameter names, output, error)."""
-        doses = Doses(jnp.zeros(1), jnp.ones(1), jnp.zeros(1), jnp.zeros(1, jnp.int32),
-                      jnp.ones(1, bool))
+        doses = Doses(
+            jnp.zeros(1), jnp.ones(1), jnp.zeros(1), jnp.zeros(1, jnp.int32), jnp.ones(1, bool)
+        )
         theta = {k: jnp.asarray(1.0) for k in self.params}
         eta = {k: jnp.asarray(0.0) for k in self.eta_names}
         cov = {k: jnp.asarray(1.0) for k in self.covariates}
         ind, out = jax.eval_shape(lambda: self.subject(theta, eta, cov, doses, jnp.ones(2)))
-        (name, err), = out.items()
+        ((name, err),) = out.items()
         return list(ind), name, err
 
     # ------------------------------------------------------------------ NumPyro
@@ -402,14 +406,16 @@ class Model:
             with numpyro.plate("ID", n_id):
                 z = numpyro.sample("z_eta", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
             eta_mat = z @ chol.T
-            eta = {n: numpyro.deterministic(f"eta_{n}", eta_mat[:, i])
-                   for i, n in enumerate(self.eta_names)}
+            eta = {
+                n: numpyro.deterministic(f"eta_{n}", eta_mat[:, i])
+                for i, n in enumerate(self.eta_names)
+            }
         else:
             eta = {}
         ind, outputs = self.predict_subjects(theta, eta, data)
         for k, v in ind.items():
             numpyro.deterministic(k, jnp.broadcast_to(v, (n_id,)))
-        (name, err), = outputs.items()
+        ((name, err),) = outputs.items()
         numpyro.deterministic("IPRED", err.ipred)
         with numpyro.plate("obs", data.n_obs):
             numpyro.sample(name, err.distribution(), obs=DV)
@@ -432,8 +438,7 @@ class Model:
         ind : dict of str to array, shape (n_id,)
         outputs : dict of str to AbstractError with fields of shape (n_obs,)
         """
-        doses = Doses(data.dose_time, data.dose_amt, data.dose_rate, data.dose_cmt,
-                      data.dose_mask)
+        doses = Doses(data.dose_time, data.dose_amt, data.dose_rate, data.dose_cmt, data.dose_mask)
 
         def one(eta_i, cov_i, doses_i, times_i):
             return self.subject(theta, eta_i, cov_i, doses_i, times_i)
