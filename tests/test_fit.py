@@ -156,3 +156,22 @@ def test_simulate_then_recover_60_subjects():
     for name, value in truth.items():
         lo, hi = table.loc[name, "5%"], table.loc[name, "95%"]
         assert lo < value < hi, (name, lo, value, hi)
+
+
+def test_block_omega_reports_lower_triangle_correlations(theo):
+    from bayes_nlme.model_zoo.theophylline import model as base
+
+    block = bn.Model(
+        params=base.params,
+        random=bn.IIV(["ka", "cl", "v"], sd=bn.dist.HalfNormal(0.5), corr=2.0),
+        pre=base.pre,
+        dynamics=base.dynamics,
+        derived=base.derived,
+    )
+    idata = bn.fit(block, theo, chains=1, warmup=60, samples=40, seed=0)
+    corr = idata.posterior["omega_corr"]
+    assert corr.dims == ("chain", "draw", "eta", "eta_")
+    np.testing.assert_allclose(corr.sel(eta="cl", eta_="cl"), 1.0)
+    np.testing.assert_allclose(corr.sel(eta="cl", eta_="v"), corr.sel(eta="v", eta_="cl"))
+    rows = [r for r in bn.summary(idata).index if r.startswith("omega_corr")]
+    assert rows == ["omega_corr[cl, ka]", "omega_corr[v, ka]", "omega_corr[v, cl]"]
