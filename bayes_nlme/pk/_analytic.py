@@ -51,13 +51,15 @@ def _sylvester(K: Any, lam: Any, cols: slice = slice(None)) -> Any:
     eye = jnp.eye(n, dtype=lam.dtype)
     shifted = K[None] - lam[:, None, None] * eye  # shifted[j] = K - lam_j I
     others = [[j for j in range(n) if j != i] for i in range(n)]  # static, n <= 3
-    idx = np.array([o[0] for o in others])
-    num = shifted[idx][:, :, cols]  # (n_eig, n, n_cols)
-    den = lam - lam[idx]
+
+    def pick(x, k):  # x[[others[i][k] for i]] as static slices (no gather/scatter)
+        return jnp.stack([x[o[k]] for o in others])
+
+    num = pick(shifted, 0)[:, :, cols]  # (n_eig, n, n_cols)
+    den = lam - pick(lam, 0)
     for k in range(1, n - 1):  # left-multiply by the remaining factors (they commute)
-        idx = np.array([o[k] for o in others])
-        num = jnp.sum(shifted[idx][:, :, :, None] * num[:, None, :, :], axis=2)
-        den = den * (lam - lam[idx])
+        num = jnp.sum(pick(shifted, k)[:, :, :, None] * num[:, None, :, :], axis=2)
+        den = den * (lam - pick(lam, k))
     return num / den[:, None, None]
 
 
