@@ -19,6 +19,7 @@ Usage: ``python bench/theophylline.py [--chains 4 --warmup 1000 --samples 1000 -
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -83,10 +84,10 @@ def run_handwritten(args) -> dict:
 
     def init(site=None):
         if site is None:
-            return init
+            return functools.partial(init)
         if site["type"] == "sample" and site["name"] == "z_eta":
             return jnp.zeros(site["fn"].shape())
-        return init_to_median(site)
+        return init_to_median(site, num_samples=201)
 
     mcmc = MCMC(
         NUTS(model, target_accept_prob=0.9, init_strategy=init),
