@@ -18,6 +18,7 @@ import pkgutil
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -86,14 +87,12 @@ def _say(msg: str) -> None:
 def cmd_fit(args) -> int:
     module, model = load_model_module(args.model)
     t0 = time.perf_counter()
-    import warnings
-
     from .diagnostics import summary
     from .infer import fit
     from .plots import plot_individual_fits
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", UserWarning)  # recodings are reported as notes below
         ds = _load_data(module, args.data)
     out = Path(args.out or Path("runs") / model.name)
     try:
@@ -102,6 +101,8 @@ def cmd_fit(args) -> int:
         raise UsageError(f"Cannot create output directory {str(out)!r}: {e.strerror}.") from e
     _say(f"bayes-nlme: {model!r}")
     _say(f"bayes-nlme: data {ds!r}")
+    for note in ds.notes:
+        _say(f"bayes-nlme: note: {note}")
     _say(
         f"bayes-nlme: NUTS, {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
         f"seed {args.seed} (compiling, then sampling)..."
@@ -125,8 +126,7 @@ def cmd_fit(args) -> int:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    with_units = table.copy()
-    print(with_units.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     _say(
         f"bayes-nlme: max R-hat {table['r_hat'].max():.4f}, min bulk ESS "
         f"{table['ess_bulk'].min():.0f}, {n_div} divergent transitions; fit took {t_fit:.1f} s"
