@@ -14,7 +14,13 @@ from . import datasets, error, pk  # noqa: E402
 from ._errors import BayesNLMEError, ModelError  # noqa: E402
 from .data import Dataset, DatasetError, read_nonmem  # noqa: E402
 from .diagnostics import summary  # noqa: E402
-from .infer import fit, predict_ipred, simulate  # noqa: E402
+from .infer import (  # noqa: E402
+    fit,
+    predict_ipred,
+    sample_posterior_predictive,
+    sample_prior_predictive,
+    simulate,
+)
 from .plots import plot_individual_fits  # noqa: E402
 from .population import IIV, Model, Param  # noqa: E402
 
@@ -36,6 +42,8 @@ __all__ = [
     "plot_individual_fits",
     "predict_ipred",
     "read_nonmem",
+    "sample_posterior_predictive",
+    "sample_prior_predictive",
     "simulate",
     "summary",
 ]

@@ -4,9 +4,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from bayes_nlme.model_zoo import theophylline as zoo
 
 import bayes_nlme as bn
+from bayes_nlme.model_zoo import theophylline as zoo
 
 # NONMEM 7.4.4 FOCE-I, standard model (../shared/data/README.md)
 NONMEM = dict(tvka=1.590, tvcl=2.751, tvv=31.81, add_sd=0.694)
@@ -149,7 +149,7 @@ def test_simulate_then_recover_60_subjects():
     design = _design(60)
     sim = bn.simulate(zoo.model, design, truth, seed=11)
     data = design.copy()
-    data.loc[data.EVID == 0, "DV"] = sim["DV"]
+    data.loc[data.EVID == 0, "DV"] = sim.predictions["DV"].values[0, 0]
     idata = bn.fit(zoo.model, data, chains=4, warmup=500, samples=500, seed=2)
     table = bn.summary(idata)
     assert table["r_hat"].max() < 1.01

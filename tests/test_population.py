@@ -252,10 +252,16 @@ def test_simulate_uses_given_parameters():
         omega_cl_sd=0.3,
         omega_v_sd=1e-6,
     )
-    sim = bn.simulate(model, ds, truth, seed=3)
-    assert sim["DV"].shape == (200,)
-    np.testing.assert_allclose(np.std(np.log(sim["CL"])), 0.3, rtol=0.15)
-    np.testing.assert_allclose(np.median(sim["CL"]), 2.8, rtol=0.1)
+    sim = bn.simulate(model, ds, truth, seed=3).predictions
+    assert sim["DV"].dims == ("chain", "draw", "obs") and sim["DV"].shape == (1, 1, 200)
+    cl = sim["CL"].values[0, 0]
+    np.testing.assert_allclose(np.std(np.log(cl)), 0.3, rtol=0.15)
+    np.testing.assert_allclose(np.median(cl), 2.8, rtol=0.1)
+    # no residual error: DV equals IPRED, the closed form at each subject's own CL
+    k = cl / 32.0
+    ref = 100 * 1.5 / (32.0 * (1.5 - k)) * (np.exp(-k) - np.exp(-1.5))
+    np.testing.assert_allclose(sim["IPRED"].values[0, 0], ref, rtol=1e-5)
+    np.testing.assert_allclose(sim["DV"].values[0, 0], ref, rtol=1e-4)
     with pytest.raises(bn.ModelError, match="missing \\['omega_v_sd'\\]"):
         bn.simulate(model, ds, {k: v for k, v in truth.items() if k != "omega_v_sd"})
 

@@ -176,14 +176,53 @@ def fit(
     return to_inference_data(model, ds, mcmc, obs_name)
 
 
-def _dims(model: Model, ind_names) -> dict[str, list[str]]:
+def model_coords(model: Model, ds: Dataset) -> dict:
+    """ArviZ coordinates: the dataset's subject IDs, observation index, ETA names, dose slot."""
+    return {
+        "ID": np.asarray(ds.ids),
+        "obs": np.arange(ds.n_obs),
+        "eta": list(model.eta_names),
+        "eta_": list(model.eta_names),
+        "dose": np.arange(ds.dose_time.shape[1]),
+    }
+
+
+def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
+    """ArviZ dims of the model's sites (``ID``, ``obs``, ``eta``)."""
     dims = {f"eta_{n}": ["ID"] for n in model.eta_names}
-    dims.update({k: ["ID"] for k in ind_names})
+    dims.update({k: ["ID"] for k in model._probe()[0]})
     dims["z_eta"] = ["ID", "eta"]
     dims["omega_corr"] = ["eta", "eta_"]
     dims["omega_corr_chol"] = ["eta", "eta_"]
     dims["IPRED"] = ["obs"]
+    dims[obs_name] = ["obs"]
     return dims
+
+
+def constant_data(model: Model, ds: Dataset) -> tuple[dict, dict]:
+    """The design as ``constant_data``: TIME and subject per observation, doses per subject
+    (NaN where padded), and the model's covariates per subject; with their dims."""
+    s, j = ds.obs_index
+    pad = ~ds.dose_mask
+    data = {
+        "TIME": ds.obs_time[s, j],
+        "subject": ds.obs_id,
+        "dose_time": np.where(pad, np.nan, ds.dose_time),
+        "AMT": np.where(pad, np.nan, ds.dose_amt),
+        "RATE": np.where(pad, np.nan, ds.dose_rate),
+    }
+    dims = {
+        "TIME": ["obs"],
+        "subject": ["obs"],
+        "dose_time": ["ID", "dose"],
+        "AMT": ["ID", "dose"],
+        "RATE": ["ID", "dose"],
+    }
+    by_lower = {k.lower(): k for k in ds.covariates}
+    for c in model.covariates:
+        data[c] = np.asarray(ds.covariates[by_lower[c.lower()]])
+        dims[c] = ["ID"]
+    return data, dims
 
 
 _EXTRA_FIELDS = (
@@ -202,16 +241,6 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
     Built with ``arviz.from_dict`` from the draws NumPyro kept (``az.from_numpyro`` would
     re-trace the model eagerly, which costs several seconds of op-by-op compilation).
     """
-    ind_names, _, _ = model._probe()
-    coords = {
-        "ID": np.asarray(ds.ids),
-        "obs": np.arange(ds.n_obs),
-        "eta": list(model.eta_names),
-        "eta_": list(model.eta_names),
-        "dose": np.arange(ds.dose_time.shape[1]),
-    }
-    dims = _dims(model, ind_names)
-    dims[obs_name] = ["obs"]
     draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     loglik = {obs_name: draws.pop(f"loglik_{obs_name}")}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
@@ -225,27 +254,8 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
         "diverging": extra["diverging"],
         "step_size": extra["adapt_state.step_size"],
     }
-    s, j = ds.obs_index
-    pad = ~ds.dose_mask
-    constant_data = {
-        "TIME": ds.obs_time[s, j],
-        "subject": ds.obs_id,
-        "dose_time": np.where(pad, np.nan, ds.dose_time),
-        "AMT": np.where(pad, np.nan, ds.dose_amt),
-        "RATE": np.where(pad, np.nan, ds.dose_rate),
-    }
-    cdims = {
-        "TIME": ["obs"],
-        "subject": ["obs"],
-        "dose_time": ["ID", "dose"],
-        "AMT": ["ID", "dose"],
-        "RATE": ["ID", "dose"],
-    }
-    by_lower = {k.lower(): k for k in ds.covariates}
-    for c in model.covariates:
-        constant_data[c] = np.asarray(ds.covariates[by_lower[c.lower()]])
-        cdims[c] = ["ID"]
-    dims.update(cdims)
+    cdata, cdims = constant_data(model, ds)
+    dims = {**model_dims(model, obs_name), **cdims}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = az.from_dict(
@@ -253,8 +263,8 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
             sample_stats=sample_stats,
             log_likelihood=loglik,
             observed_data={obs_name: np.asarray(ds.dv)},
-            constant_data=constant_data,
-            coords=coords,
+            constant_data=cdata,
+            coords=model_coords(model, ds),
             dims=dims,
         )
     for group in ("posterior", "sample_stats"):
