@@ -1,5 +1,7 @@
-"""Diagnostics of a fit: parameter tables (more to come: shrinkage, NPDE, VPC, LOO)."""
+"""Diagnostics of a fit: parameter tables, residuals (PRED, IPRED, IWRES, CWRES, NPDE),
+shrinkage."""
 
+from ._residuals import npde, pred, residuals, shrinkage
 from ._summary import population_names, summary
 
-__all__ = ["population_names", "summary"]
+__all__ = ["npde", "population_names", "pred", "residuals", "shrinkage", "summary"]
