@@ -94,7 +94,18 @@ def test_summary_table(small_fit):
         "ess_bulk",
         "ess_tail",
         "r_hat",
+        "iiv_cv%",
     ]
+    w = small_fit.posterior["omega_cl_sd"].values
+    np.testing.assert_allclose(
+        table.loc["omega_cl_sd", "iiv_cv%"], np.median(100 * np.sqrt(np.exp(w**2) - 1))
+    )
+    assert np.isnan(table.loc["tvcl", "iiv_cv%"])
+    conv = table.attrs
+    assert conv["chains"] == 2 and conv["draws"] == 100
+    assert conv["divergences"] == int(small_fit.sample_stats["diverging"].sum())
+    np.testing.assert_allclose(conv["max_r_hat"], table["r_hat"].max())
+    assert conv["max_tree_depth_hits"] >= 0 and isinstance(conv["converged"], bool)
     post = small_fit.posterior["tvcl"].values.ravel()
     np.testing.assert_allclose(table.loc["tvcl", "median"], np.median(post))
     np.testing.assert_allclose(table.loc["tvcl", "5%"], np.quantile(post, 0.05))

@@ -2,6 +2,6 @@
 shrinkage."""
 
 from ._residuals import npde, pred, residuals, shrinkage
-from ._summary import population_names, summary
+from ._summary import convergence, population_names, summary
 
-__all__ = ["npde", "population_names", "pred", "residuals", "shrinkage", "summary"]
+__all__ = ["convergence", "npde", "population_names", "pred", "residuals", "shrinkage", "summary"]

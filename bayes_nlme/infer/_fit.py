@@ -173,7 +173,15 @@ def fit(
             extra_fields=_EXTRA_FIELDS,
             **{obs_name: jnp.asarray(dv)},
         )
-    return to_inference_data(model, ds, mcmc, obs_name)
+    idata = to_inference_data(model, ds, mcmc, obs_name)
+    idata.sample_stats.attrs.update(
+        max_tree_depth=max_tree_depth,
+        target_accept=target_accept,
+        warmup=warmup,
+        seed=seed,
+        chain_method=method,
+    )
+    return idata
 
 
 def model_coords(model: Model, ds: Dataset) -> dict:
