@@ -1,12 +1,14 @@
 """The ``bayes-nlme`` command line.
 
 ``bayes-nlme fit MODEL [--data CSV] [--chains N] [--warmup N] [--samples N] [--seed S] [--out DIR]``
+``bayes-nlme report RUN_DIR``
 
 MODEL is a model-zoo name (``theophylline``) or the path of a Python file that defines
 ``model`` (a :class:`bayes_nlme.Model`) and optionally ``data`` (a function returning the
 default dataset, or the dataset itself). Results: ``DIR/posterior.nc`` (InferenceData,
-NetCDF), ``DIR/summary.csv`` and ``DIR/individual_fits.png``. Bad input ends with a message
-and exit code 2.
+NetCDF), ``DIR/summary.csv``, ``DIR/individual_fits.png``, ``DIR/report.html`` (unless
+``--no-report``) and ``DIR/run.json`` (how the run was made, read by ``report``). Bad input
+ends with a message and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+
+from ._report import RUN_FILE, read_run_info, write_report, write_run_info
 
 EXIT_USAGE = 2
 
@@ -119,7 +123,6 @@ def cmd_fit(args) -> int:
     t_fit = time.perf_counter() - t0
     table = summary(idata)
     n_div = int(idata.sample_stats["diverging"].sum())
-    idata.to_netcdf(out / "posterior.nc")
     table.to_csv(out / "summary.csv", index_label="parameter")
     labels = getattr(module, "plot_labels", {})
     fig = plot_individual_fits(model, ds, idata, path=out / "individual_fits.png", **labels)
@@ -131,8 +134,57 @@ def cmd_fit(args) -> int:
         f"bayes-nlme: max R-hat {table['r_hat'].max():.4f}, min bulk ESS "
         f"{table['ess_bulk'].min():.0f}, {n_div} divergent transitions; fit took {t_fit:.1f} s"
     )
-    for name in ("posterior.nc", "summary.csv", "individual_fits.png"):
+    spec = args.model if not Path(args.model).exists() else str(Path(args.model).resolve())
+    info = {
+        "model": spec,
+        "data": str(Path(args.data).resolve()) if args.data else None,
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "samples": args.samples,
+        "seed": args.seed,
+        "fit_seconds": round(t_fit, 2),
+    }
+    write_run_info(out, info)
+    written = ["summary.csv", "individual_fits.png", RUN_FILE]
+    if not args.no_report:
+        _say("bayes-nlme: writing the report (residuals, NPDE, VPC)...")
+        write_report(out, model, ds, idata, info=info, plot_labels=labels)
+        written.append("report.html")
+    idata.to_netcdf(out / "posterior.nc")
+    written.insert(0, "posterior.nc")
+    for name in written:
         _say(f"bayes-nlme: wrote {out / name}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    import warnings as _w
+
+    run = Path(args.run_dir)
+    nc = run / "posterior.nc"
+    if not nc.is_file():
+        raise UsageError(
+            f"{str(run)!r} is not a run directory: {nc.name} is missing. Give the --out "
+            "directory of a `bayes-nlme fit` run."
+        )
+    try:
+        info = read_run_info(run)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{str(run)!r} has no {RUN_FILE} (written by `bayes-nlme fit`), so the model and "
+            "data cannot be reloaded."
+        ) from None
+    module, model = load_model_module(info["model"])
+    with _w.catch_warnings():
+        _w.simplefilter("ignore", UserWarning)
+        ds = _load_data(module, info.get("data"))
+        import arviz as az
+
+        idata = az.from_netcdf(nc)
+    path = write_report(
+        run, model, ds, idata, info=info, plot_labels=getattr(module, "plot_labels", {})
+    )
+    _say(f"bayes-nlme: wrote {path}")
     return 0
 
 
@@ -150,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", help="output directory (default runs/<model name>)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    f.add_argument("--no-report", action="store_true", help="skip report.html")
     f.set_defaults(func=cmd_fit)
+    r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished fit")
+    r.add_argument("run_dir", help="the --out directory of a `bayes-nlme fit` run")
+    r.set_defaults(func=cmd_report)
     return parser
 
 
