@@ -1,5 +1,19 @@
-"""Plots (matplotlib): individual fits (GOF, VPC and more arrive with the diagnostics issue)."""
+"""Plots (matplotlib): goodness of fit, VPC/pcVPC, ETA vs covariates, individual fits, traces.
 
+Every function returns the Figure and saves a PNG when ``path=`` is given.
+"""
+
+from ._gof import plot_eta_covariates, plot_gof, plot_rank, plot_trace
 from ._individual import plot_individual_fits
+from ._vpc import bin_edges, plot_vpc, vpc_stats
 
-__all__ = ["plot_individual_fits"]
+__all__ = [
+    "bin_edges",
+    "plot_eta_covariates",
+    "plot_gof",
+    "plot_individual_fits",
+    "plot_rank",
+    "plot_trace",
+    "plot_vpc",
+    "vpc_stats",
+]
