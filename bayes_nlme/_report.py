@@ -115,6 +115,7 @@ def write_report(
     table = summary(idata)
     conv = convergence(idata)
     res = residuals(model, ds, idata, n_sim=n_sim)
+    labels = dict(plot_labels or {})
     parts = []
 
     info = dict(info or {})
@@ -168,8 +169,8 @@ def write_report(
     def gof_section():
         from .plots import plot_gof
 
-        out = _png(plot_gof(res))
-        return out + _png(plot_gof(res, kind="npde"))
+        out = _png(plot_gof(res, **labels))
+        return out + _png(plot_gof(res, kind="npde", **labels))
 
     parts.append(_guarded("Goodness of fit", "gof", gof_section))
 
@@ -178,8 +179,8 @@ def write_report(
         from .plots import plot_vpc
 
         sims = simulate(model, ds, idata, etas="new", n_draws=n_sim, seed=1)
-        a = _png(plot_vpc(model, ds, idata, sims=sims))
-        b = _png(plot_vpc(model, ds, idata, sims=sims, pc=True))
+        a = _png(plot_vpc(model, ds, idata, sims=sims, **labels))
+        b = _png(plot_vpc(model, ds, idata, sims=sims, pc=True, **labels))
         return (
             a
             + b
@@ -197,7 +198,7 @@ def write_report(
         _guarded(
             "Individual fits",
             "individual",
-            lambda: _png(plot_individual_fits(model, ds, idata, **(plot_labels or {}))),
+            lambda: _png(plot_individual_fits(model, ds, idata, **labels)),
         )
     )
 
