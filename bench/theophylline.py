@@ -109,9 +109,8 @@ def run_handwritten(args) -> dict:
 
 
 def run_package(args) -> dict:
-    from bayes_nlme.model_zoo.theophylline import data, model
-
     import bayes_nlme as bn
+    from bayes_nlme.model_zoo.theophylline import data, model
 
     t0 = time.perf_counter()
     idata = bn.fit(
