@@ -42,7 +42,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def _check(path):
+def _check(path, params=("tvcl", "omega_ka_sd")):
     text = path.read_text("utf-8")
     assert text.startswith("<!DOCTYPE html>")
     checker = _Checker()
@@ -52,7 +52,7 @@ def _check(path):
     assert checker.sections == SECTIONS
     assert checker.images == 6  # rank, GOF, NPDE, VPC, pcVPC, individual fits
     assert "could not be drawn" not in text
-    assert "tvcl" in text and "omega_ka_sd" in text
+    assert all(p in text for p in params)
     return text
 
 
@@ -71,3 +71,11 @@ def test_report_command_rewrites_it(run_dir, capsys):
 def test_report_on_a_non_run_directory_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_pheno_diagnostics_and_report(tmp_path):
+    """The diagnostics run on the second real dataset: sparse data, covariates, proportional
+    error, repeated IV doses."""
+    out = tmp_path / "pheno"
+    assert main(["fit", "pheno", "--out", str(out), *TINY]) == 0
+    _check(out / "report.html", params=("tvcl", "apgar_v", "omega_v_sd", "eta_cl"))
