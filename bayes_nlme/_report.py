@@ -37,9 +37,12 @@ code { background: #f4f4f4; padding: 0 .25em; }
 """
 
 
-def _png(fig) -> str:
+def _png(fig, path=None) -> str:
+    """Embed a figure as a base64 PNG (and also save it to ``path`` when given)."""
     import matplotlib.pyplot as plt
 
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -82,6 +85,9 @@ def write_report(
     plot_labels: dict | None = None,
 ) -> Path:
     """Write ``RUN_DIR/report.html``: estimates, convergence, GOF, VPC and individual fits.
+
+    The GOF, NPDE, VPC and pcVPC figures are also saved next to it (``gof.png``,
+    ``npde.png``, ``vpc.png``, ``pcvpc.png``).
 
     Parameters
     ----------
@@ -169,8 +175,8 @@ def write_report(
     def gof_section():
         from .plots import plot_gof
 
-        out = _png(plot_gof(res, **labels))
-        return out + _png(plot_gof(res, kind="npde", **labels))
+        out = _png(plot_gof(res, **labels), run_dir / "gof.png")
+        return out + _png(plot_gof(res, kind="npde", **labels), run_dir / "npde.png")
 
     parts.append(_guarded("Goodness of fit", "gof", gof_section))
 
@@ -179,8 +185,8 @@ def write_report(
         from .plots import plot_vpc
 
         sims = simulate(model, ds, idata, etas="new", n_draws=n_sim, seed=1)
-        a = _png(plot_vpc(model, ds, idata, sims=sims, **labels))
-        b = _png(plot_vpc(model, ds, idata, sims=sims, pc=True, **labels))
+        a = _png(plot_vpc(model, ds, idata, sims=sims, **labels), run_dir / "vpc.png")
+        b = _png(plot_vpc(model, ds, idata, sims=sims, pc=True, **labels), run_dir / "pcvpc.png")
         return (
             a
             + b

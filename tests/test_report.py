@@ -59,6 +59,8 @@ def _check(path, params=("tvcl", "omega_ka_sd")):
 def test_fit_writes_valid_report(run_dir):
     _check(run_dir / "report.html")
     assert (run_dir / "run.json").exists()
+    for name in ("gof.png", "npde.png", "vpc.png", "pcvpc.png"):
+        assert (run_dir / name).stat().st_size > 10_000, name
 
 
 def test_report_command_rewrites_it(run_dir, capsys):

@@ -26,6 +26,7 @@ def test_zoo_script_runs(name, tmp_path):
             "--samples",
             "20",
             "--no-progress",
+            "--no-report",  # the report is tested in test_report.py
             "--out",
             str(tmp_path),
         ],
