@@ -5,10 +5,12 @@
 
 MODEL is a model-zoo name (``theophylline``) or the path of a Python file that defines
 ``model`` (a :class:`bayes_nlme.Model`) and optionally ``data`` (a function returning the
-default dataset, or the dataset itself). Results: ``DIR/posterior.nc`` (InferenceData,
-NetCDF), ``DIR/summary.csv``, ``DIR/individual_fits.png``, ``DIR/report.html`` (unless
-``--no-report``) and ``DIR/run.json`` (how the run was made, read by ``report``). Bad input
-ends with a message and exit code 2.
+default dataset, or the dataset itself), ``read_options`` (keyword arguments for
+:func:`bayes_nlme.read_nonmem`, e.g. ``dict(ss_map={99: 0})``) and ``plot_labels``.
+Results: ``DIR/posterior.nc`` (InferenceData, NetCDF), ``DIR/summary.csv``,
+``DIR/individual_fits.png``, ``DIR/report.html`` (unless ``--no-report``) and
+``DIR/run.json`` (how the run was made, read by ``report``). Bad input ends with a message
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -72,16 +74,20 @@ def load_model_module(spec: str):
 
 
 def _load_data(module, data_arg: str | None):
-    from .data import read_nonmem
+    """The dataset: ``--data`` if given, else the module's ``data`` (a function or a table).
+    A module's ``read_options`` (e.g. ``dict(ss_map={99: 0})``) are passed to read_nonmem."""
+    from .data import Dataset, read_nonmem
 
+    options = dict(getattr(module, "read_options", {}) or {})
     if data_arg is not None:
-        return read_nonmem(data_arg)
+        return read_nonmem(data_arg, **options)
     default = getattr(module, "data", None)
     if default is None:
         raise UsageError(
             "This model file defines no default dataset (`data`); pass one with --data CSV."
         )
-    return read_nonmem(default() if callable(default) else default)
+    table = default() if callable(default) else default
+    return table if isinstance(table, Dataset) else read_nonmem(table, **options)
 
 
 def _say(msg: str) -> None:

@@ -12,11 +12,17 @@ import pytest
 from bayes_nlme import datasets
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-FILES = {"theophylline": "theo_sd.csv", "warfarin": "warfarin.csv", "pheno": "pheno.csv"}
+FILES = {
+    "theophylline": "theo_sd.csv",
+    "warfarin": "warfarin.csv",
+    "pheno": "pheno.csv",
+    "acop_infusion_2cpt": "Infusion_2CPT.csv",
+}
+SHARED_PATH = {**FILES, "acop_infusion_2cpt": "acop2016/Infusion_2CPT.csv"}
 
 
 def test_names():
-    assert datasets.names() == ("theophylline", "warfarin", "pheno")
+    assert datasets.names() == ("theophylline", "warfarin", "pheno", "acop_infusion_2cpt")
 
 
 @pytest.mark.parametrize(
@@ -27,6 +33,7 @@ def test_names():
         ("warfarin", (515, 9), 32),
         ("pheno", (744, 8), 59),
         ("Phenobarbital", (744, 8), 59),
+        ("acop_infusion_2cpt", (7920, 17), 120),
     ],
 )
 def test_load(name, shape, n_id):
@@ -45,14 +52,14 @@ def test_unknown_name_lists_the_datasets():
     with pytest.raises(
         ValueError,
         match=r"no bundled dataset named 'theo'.*theophylline "
-        r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\)",
+        r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\), acop_infusion_2cpt",
     ):
         datasets.load("theo")
 
 
 @pytest.mark.parametrize("name", list(FILES))
 def test_bundled_file_matches_shared_copy(name):
-    shared = SHARED / FILES[name]
+    shared = SHARED / SHARED_PATH[name]
     if not shared.exists():
         pytest.skip(f"{shared} not available")
     bundled = resources.files("bayes_nlme.datasets") / "files" / FILES[name]

@@ -9,7 +9,7 @@ Examples
 --------
 >>> from bayes_nlme import datasets
 >>> datasets.names()
-('theophylline', 'warfarin', 'pheno')
+('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt')
 >>> datasets.load("theophylline").columns.tolist()
 ['ID', 'TIME', 'DV', 'AMT', 'EVID', 'CMT', 'WT']
 """
@@ -27,6 +27,7 @@ _BUNDLED: dict[str, tuple[str, tuple[str, ...]]] = {
     "theophylline": ("theo_sd.csv", ("theo_sd",)),
     "warfarin": ("warfarin.csv", ()),
     "pheno": ("pheno.csv", ("phenobarbital",)),
+    "acop_infusion_2cpt": ("Infusion_2CPT.csv", ("infusion_2cpt",)),
 }
 
 
@@ -36,8 +37,9 @@ def names() -> tuple[str, ...]:
     Returns
     -------
     tuple of str
-        ``("theophylline", "warfarin", "pheno")``. Aliases: ``"theo_sd"`` for
-        theophylline, ``"phenobarbital"`` for pheno.
+        ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt")``. Aliases:
+        ``"theo_sd"`` for theophylline, ``"phenobarbital"`` for pheno, ``"infusion_2cpt"``
+        for acop_infusion_2cpt.
     """
     return tuple(_BUNDLED)
 
@@ -48,8 +50,9 @@ def load(name: str) -> pd.DataFrame:
     Parameters
     ----------
     name : str
-        ``"theophylline"`` (alias ``"theo_sd"``), ``"warfarin"`` or ``"pheno"`` (alias
-        ``"phenobarbital"``); case-insensitive.
+        ``"theophylline"`` (alias ``"theo_sd"``), ``"warfarin"``, ``"pheno"`` (alias
+        ``"phenobarbital"``) or ``"acop_infusion_2cpt"`` (alias ``"infusion_2cpt"``);
+        case-insensitive.
 
     Returns
     -------
@@ -89,6 +92,20 @@ def load(name: str) -> pd.DataFrame:
     APGR (5-minute Apgar score 1-10), DV (serum concentration; the nlme and nlmixr2data docs
     disagree on its unit), MDV, EVID. Repeated IV bolus doses, sparse sampling (1-6 samples
     per subject).
+
+    **acop_infusion_2cpt** (``Infusion_2CPT.csv``) -- simulated validation set with KNOWN
+    TRUTH (ACOP 2016; 120 subjects, 2-compartment model, 1-hour IV infusions).
+    Source: ACOP 2016 simulated NLME validation datasets ({Bolus, Infusion, Oral} x {1CPT,
+    2CPT, 1CPTMM, 2CPTMM}), Infusion_2CPT, as distributed in the project's shared data.
+    Columns: ID, TIME (h), DV (ug/L), LNDV (log DV), MDV, AMT (ug), RATE (ug/h, = AMT: 1-hour
+    infusion), EVID, DOSE, the subject's TRUE individual V, CL, Q, V2, SS, II, SD, CMT. 30
+    subjects at each of 4 dose levels (10, 30, 60, 120 mg); rows with SD==1 are the
+    single-dose part (one infusion at t=0, 19 samples over 72 h), SD==0 the multiple-dose
+    part. SS holds 99 as a placeholder ("not in the steady-state subset", not a NONMEM code:
+    read with ``ss_map={99: 0}``). Documented truth: CL 4 L/h, V 70 L, Q 4 L/h, V2 40 L,
+    IIV 30% on each (diagonal), exponential residual error SD 0.2; the empirical geometric
+    means of the individual values are CL 3.98, V 68.5, Q 3.96, V2 52.0 (not the documented
+    40: use the empirical value).
 
     Examples
     --------
