@@ -131,9 +131,15 @@ RULE_CASES = [
         r"SS, rows 0, 1, 2: SS must be a NONMEM steady-state code .* found 99.*ss_map=\{99: 0\}",
     ),
     (
-        "ss-dose",
-        {"SS": [1, 0, 0, 0, 0, 0], "II": [24.0, 0, 0, 0, 0, 0]},
-        r"SS, row 0: steady-state dosing .* not supported yet \(issue #3\)",
+        "ss-ii",
+        {"SS": [1, 0, 0, 2, 0, 0]},
+        r"II, rows 0, 3: a steady-state dose \(SS=1 or 2\) needs a positive dosing interval "
+        r"II, found no II column",
+    ),
+    (
+        "ss-infusion",
+        {"SS": [1, 0, 0, 0, 0, 0], "AMT": [0.0, 0, 0, 200, 0, 0], "RATE": [5.0, 0, 0, 0, 0, 0]},
+        r"SS, row 0: the steady-state constant infusion .* not supported yet.*AMT = RATE \* II",
     ),
     ("cmt", {"CMT": [1, 2, 2, 1, 2.5, 2]}, r"CMT, row 4: CMT must be a compartment number .*2.5"),
     ("cmt", {"CMT": [-1, 2, 2, 1, 2, 2]}, r"CMT, row 0: .*found -1"),
@@ -487,12 +493,16 @@ def test_acop_ss_placeholder():
         r"2, 3, 4, \.\.\.\): SS must be .* found 99.*ss_map=\{99: 0\}",
     ):
         read_nonmem(path)
-    # the t=216 dose is a real steady-state dose: still rejected after the recoding
-    with pytest.raises(DatasetError, match=r"steady-state dosing .* not supported yet") as info:
-        read_nonmem(path, ss_map={99: 0})
-    (v,) = info.value.violations
-    assert v.rule == "ss-dose" and len(v.rows) == 120
+    # the t=216 dose of the multiple-dose subjects is a real steady-state dose (SS=1, II=24)
+    ds = read_nonmem(path, ss_map={99: 0})
     df = pd.read_csv(path)
+    ss_rows = df[df["SS"] == 1]
+    assert len(ss_rows) == 120 and (ss_rows["TIME"] == 216).all()
+    assert int((ds.dose_ss == 1).sum()) == 120 and set(ds.dose_ss[ds.dose_mask].tolist()) <= {0, 1}
+    sub, slot = np.nonzero(ds.dose_ss == 1)
+    np.testing.assert_array_equal(ds.dose_time[sub, slot], 216.0)
+    np.testing.assert_array_equal(ds.dose_ii[sub, slot], 24.0)
+    assert (ds.dose_ii[ds.dose_ss == 0] == 0).all()
     ds = read_nonmem(df[df["SD"] == 1], ss_map={99: 0})
     assert ds.n_id == 120 and ds.n_obs == int(((df["SD"] == 1) & (df["MDV"] == 0)).sum())
     assert (ds.dose_mask.sum(axis=1) == 1).all()

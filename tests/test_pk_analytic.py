@@ -15,14 +15,23 @@ from bayes_nlme.pk import (
     AbstractPKModel,
     Central1,
     Central1Periph1,
+    Central1Periph2,
     Depots1Central1,
     Depots1Central1Periph1,
+    Depots1Central1Periph2,
 )
 
 jax.config.update("jax_enable_x64", True)
 
-MODELS = [Central1, Depots1Central1, Central1Periph1, Depots1Central1Periph1]
-BASE = {"KA": 1.3, "CL": 2.0, "V": 15.0, "Q": 4.0, "V2": 30.0}
+MODELS = [
+    Central1,
+    Depots1Central1,
+    Central1Periph1,
+    Depots1Central1Periph1,
+    Central1Periph2,
+    Depots1Central1Periph2,
+]
+BASE = {"KA": 1.3, "CL": 2.0, "V": 15.0, "Q": 4.0, "V2": 30.0, "Q3": 1.5, "V3": 60.0}
 
 
 @functools.cache
@@ -58,6 +67,14 @@ def two_cpt_roots(cl, v, q, v2):
     k10, k12, k21 = cl / v, q / v, q / v2
     r = np.sort(np.roots([1.0, k10 + k12 + k21, k10 * k21]).real)  # roots of x^2 + s x + p
     return k10, k12, k21, -r[0], -r[1]
+
+
+def three_cpt_roots(cl, v, q, v2, q3, v3):
+    """alpha > beta > gamma: eigenvalues of the 3x3 rate matrix from numpy (not the cubic)."""
+    k10, k12, k21, k13, k31 = cl / v, q / v, q / v2, q3 / v, q3 / v3
+    K = np.array([[-(k10 + k12 + k13), k21, k31], [k12, -k21, 0.0], [k13, 0.0, -k31]])
+    lam = np.sort(-np.linalg.eigvals(K).real)[::-1]
+    return k21, k31, lam
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,6 +139,56 @@ def test_depots1central1periph1_triexponential():
     np.testing.assert_allclose(out[:, 1] / v, expected, rtol=1e-10)
 
 
+THREE = dict(CL=2.0, V=15.0, Q=4.0, V2=30.0, Q3=1.5, V3=60.0)
+
+
+def test_central1periph2_triexponential():
+    d = 100.0
+    k21, k31, rates = three_cpt_roots(*THREE.values())
+    expected = np.zeros_like(T)
+    for x in rates:
+        den = np.prod([y - x for y in rates if y != x])
+        expected += (k21 - x) * (k31 - x) * np.exp(-x * T) / den
+    expected *= d / THREE["V"]
+    out = run(Central1Periph2(), THREE, make_doses([0.0], [d]), T)
+    assert out.shape == (T.size, 3)
+    np.testing.assert_allclose(out[:, 0] / THREE["V"], expected, rtol=1e-10)
+    # mass balance: what left the body is CL * AUC of the central concentration
+    assert np.all(out.sum(axis=1) < d) and np.all(out >= 0)
+
+
+def test_depots1central1periph2_four_exponentials():
+    d, ka = 100.0, 1.3
+    k21, k31, disp = three_cpt_roots(*THREE.values())
+    rates = [ka, *disp]
+    expected = np.zeros_like(T)
+    for x in rates:
+        den = np.prod([y - x for y in rates if y != x])
+        expected += (k21 - x) * (k31 - x) * np.exp(-x * T) / den
+    expected *= d * ka / THREE["V"]
+    out = run(Depots1Central1Periph2(), dict(THREE, KA=ka), make_doses([0.0], [d]), T)
+    np.testing.assert_allclose(out[:, 1] / THREE["V"], expected, rtol=1e-10)
+    np.testing.assert_allclose(out[:, 0], d * np.exp(-ka * T), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        THREE,
+        dict(CL=0.01, V=5.0, Q=300.0, V2=2.0, Q3=0.02, V3=800.0),  # rates spread over 1e6
+        dict(CL=50.0, V=2.0, Q=0.3, V2=400.0, Q3=30.0, V3=3.0),
+        dict(CL=2.0, V=10.0, Q=1.0, V2=10.0, Q3=1.0, V3=10.0),  # symmetric peripherals
+    ],
+)
+def test_three_cpt_rates_match_eigenvalues(params):
+    from bayes_nlme.pk._analytic import _three_cpt_rates
+
+    got = np.array([float(x) for x in _three_cpt_rates(*params.values())[5:]])
+    _, _, ref = three_cpt_roots(*params.values())
+    # the terminal rate keeps its relative accuracy even when it is 1e6 times the fastest
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
 # --------------------------------------------------------------------------------------------
 # 2. reference: scipy solve_ivp with explicit event handling
 # --------------------------------------------------------------------------------------------
@@ -135,10 +202,15 @@ def rate_matrix(model, p) -> np.ndarray:
     if isinstance(model, Depots1Central1):
         return np.array([[-p["KA"], 0.0], [p["KA"], -k]])
     k12, k21 = p["Q"] / p["V"], p["Q"] / p["V2"]
-    disp = np.array([[-(k + k12), k21], [k12, -k21]])
-    if isinstance(model, Central1Periph1):
+    if "Q3" in model.required:
+        k13, k31 = p["Q3"] / p["V"], p["Q3"] / p["V3"]
+        disp = np.array([[-(k + k12 + k13), k21, k31], [k12, -k21, 0.0], [k13, 0.0, -k31]])
+    else:
+        disp = np.array([[-(k + k12), k21], [k12, -k21]])
+    if "KA" not in model.required:
         return disp
-    K = np.zeros((3, 3))
+    n = disp.shape[0] + 1
+    K = np.zeros((n, n))
     K[0, 0], K[1, 0] = -p["KA"], p["KA"]
     K[1:, 1:] = disp
     return K
@@ -149,7 +221,7 @@ def reference_amounts(model, p, doses: Doses, times) -> np.ndarray:
     K = rate_matrix(model, p)
     n = K.shape[0]
     boluses, infusions = [], []
-    for t, a, r, c, m in zip(*doses, strict=True):
+    for t, a, r, c, m in zip(*doses[:5], strict=True):
         if not m:
             continue
         c = (model.default_dose_cmt if c == 0 else int(c)) - 1
@@ -200,7 +272,7 @@ CANONICAL_TIMES = np.array(
 
 def canonical(model) -> tuple[dict, Doses]:
     """Oral repeats (q12h x3, lag, F<1), a central infusion with F (shorter duration), an IV
-    bolus, and a peripheral bolus for the 2-compartment models; IV-only models receive the
+    bolus, and a bolus into each peripheral compartment (with F); IV-only models receive the
     repeats, infusion and bolus into Central, so ALAG1/F1 act on an infusion too."""
     cmt = {name: k + 1 for k, name in enumerate(model.compartments)}
     oral = "Depot" in cmt
@@ -216,9 +288,9 @@ def canonical(model) -> tuple[dict, Doses]:
         p.update(F1=0.7, ALAG1=0.5, F2=0.8)
     else:
         p.update(F1=0.8, ALAG1=0.5)
-    if "Peripheral" in cmt:
-        rows.append((40.0, 20.0, 0.0, cmt["Peripheral"]))
-        p[f"F{cmt['Peripheral']}"] = 0.9
+    for k, name in enumerate(c for c in cmt if c.startswith("Peripheral")):
+        rows.append((40.0 + k, 20.0 - 5.0 * k, 0.0, cmt[name]))
+        p[f"F{cmt[name]}"] = 0.9 - 0.1 * k
     t, a, r, c = map(np.array, zip(*rows, strict=True))
     return p, make_doses(t, a, r, c)
 
@@ -294,7 +366,9 @@ def test_all_gradients_off_event_times(model_cls, lag, f):
     check_grads(central_loss(model_cls, tuple(OFF_EVENT_TIMES)), p, names)
 
 
-@pytest.mark.parametrize("model_cls", [Depots1Central1, Depots1Central1Periph1])
+@pytest.mark.parametrize(
+    "model_cls", [Depots1Central1, Depots1Central1Periph1, Depots1Central1Periph2]
+)
 def test_lag_gradient_at_zero_on_a_dose_time(model_cls):
     # at ALAG1 = 0 and t = dose time the dose is included (u = 0): the gradient is the
     # one-sided derivative from the included side, i.e. a backward difference in ALAG1
@@ -348,7 +422,7 @@ def test_vmap_padded_equals_per_subject(model_cls):
     scale = np.array([1.0, 1.2, 0.8])
     batch = {k: jnp.asarray(v * scale) for k, v in params_for(model, ALAG1=0.3).items()}
 
-    stacked = Doses(*(np.stack(field) for field in zip(*padded, strict=True)))
+    stacked = Doses(*(np.stack(field) for field in zip(*(d[:5] for d in padded), strict=True)))
     got = jax.jit(jax.vmap(model.amounts))(batch, stacked, times)
     for i in range(3):
         p_i = {k: v[i] for k, v in batch.items()}
@@ -441,6 +515,15 @@ def test_metadata():
     assert Central1Periph1.compartments == ("Central", "Peripheral")
     assert Depots1Central1Periph1.compartments == ("Depot", "Central", "Peripheral")
     assert Depots1Central1Periph1.required == ("KA", "CL", "V", "Q", "V2")
+    assert Central1Periph2.compartments == ("Central", "Peripheral1", "Peripheral2")
+    assert Central1Periph2.required == ("CL", "V", "Q", "V2", "Q3", "V3")
+    assert Depots1Central1Periph2.compartments == (
+        "Depot",
+        "Central",
+        "Peripheral1",
+        "Peripheral2",
+    )
+    assert Depots1Central1Periph2.required == ("KA", "CL", "V", "Q", "V2", "Q3", "V3")
     assert all(m.default_dose_cmt == 1 for m in MODELS)
     assert Depots1Central1().optional == ("F1", "F2", "ALAG1", "ALAG2")
     assert all(isinstance(m(), AbstractPKModel) for m in MODELS)

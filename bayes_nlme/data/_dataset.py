@@ -33,6 +33,25 @@ class Doses(NamedTuple):
         default dose compartment" (used when the dataset has no CMT column).
     mask : array of bool, shape (n_dose,)
         True for real events, False for padding.
+    ss : array of int, shape (n_dose,), or None
+        NONMEM steady-state flag (SS) of each dose: 0 an ordinary (transient) dose; 1 a
+        steady-state dose that first RESETS the system (every dose that comes before it
+        stops contributing from its record time on), then sets the amounts to the steady
+        state of "AMT every II"; 2 a steady-state dose whose steady state is ADDED to what
+        the earlier doses give. "Before" means an earlier time, or the same time and a
+        smaller index (record order). ``None`` (the default): no steady-state information,
+        every dose is ordinary.
+    ii : array of float, shape (n_dose,), or None
+        Dosing interval (II) of the implied doses of a steady-state dose; must be > 0 where
+        ``ss`` > 0, ignored elsewhere. ``None`` (the default) goes with ``ss=None``.
+
+    Notes
+    -----
+    ``ss`` and ``ii`` are the last two fields and default to ``None``, so the five-argument
+    form ``Doses(time, amt, rate, cmt, mask)`` keeps working (and keeps the structural
+    models on their faster path without steady-state terms). When iterating over the
+    fields (``zip(*doses)``, ``np.stack``) take ``doses[:5]`` or handle the ``None``
+    fields; ``jax.vmap``/``jax.jit`` treat ``None`` as an empty subtree.
     """
 
     time: Any
@@ -40,6 +59,8 @@ class Doses(NamedTuple):
     rate: Any
     cmt: Any
     mask: Any
+    ss: Any = None
+    ii: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +81,13 @@ class Dataset:
     dose_cmt : ndarray of int32, shape (n_id, n_dose_max)
         NONMEM CMT (1-based) of each dose; 0 = the model's default dose compartment.
     dose_mask : ndarray of bool, shape (n_id, n_dose_max)
+    dose_ss : ndarray of int32, shape (n_id, n_dose_max)
+        NONMEM SS flag of each dose event: 0, 1 or 2 (see :class:`Doses`). The additional
+        doses of an ADDL record are ordinary doses (0) even when the record is SS 1 or 2.
+        Padding 0. Zeros when not given (e.g. a Dataset built by hand).
+    dose_ii : ndarray of float64, shape (n_id, n_dose_max)
+        II of the dose record (the interval of a steady-state dose's implied doses); 0 on
+        the additional doses expanded from ADDL and on padding.
     obs_time, obs_dv : ndarray of float64, shape (n_id, n_obs_max)
         Observation times and DV values (EVID 0, MDV 0 rows), in record order.
     obs_cmt : ndarray of int32, shape (n_id, n_obs_max)
@@ -92,6 +120,15 @@ class Dataset:
     covariates: dict = dataclasses.field(default_factory=dict)
     covariate_levels: dict = dataclasses.field(default_factory=dict)
     notes: tuple = ()
+    dose_ss: np.ndarray | None = None
+    dose_ii: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.dose_time)
+        if self.dose_ss is None:
+            object.__setattr__(self, "dose_ss", np.zeros(shape, np.int32))
+        if self.dose_ii is None:
+            object.__setattr__(self, "dose_ii", np.zeros(shape, np.float64))
 
     @property
     def n_id(self) -> int:
@@ -133,6 +170,8 @@ class Dataset:
             self.dose_rate[i],
             self.dose_cmt[i],
             self.dose_mask[i],
+            self.dose_ss[i],
+            self.dose_ii[i],
         )
 
     def __repr__(self) -> str:

@@ -58,7 +58,8 @@ def read_nonmem(
                   default compartment
         RATE      zero-order infusion rate (amount/time; duration = AMT/RATE); default 0
         II, ADDL  dosing interval (time) and number of additional doses; default 0
-        SS        steady-state flag; only 0 is supported for now; default 0
+        SS        steady-state flag: 0 ordinary dose, 1 steady state after a reset, 2
+                  steady state added to the earlier doses (needs II > 0); default 0
         DVID      observation type; reserved (not a covariate), not used yet
         ========  ======================================================================
 
@@ -107,14 +108,25 @@ def read_nonmem(
     - Dose items (AMT, RATE, II, ADDL, SS) must be 0 on non-dose records; blank or "." in
       RATE, II, ADDL, SS and CMT reads as 0, as in NONMEM.
     - A dose with ADDL=n and II=ii stands for n+1 doses at TIME, TIME+ii, ..., TIME+n*ii,
-      each with the same AMT, RATE and CMT.
+      each with the same AMT, RATE and CMT. The first keeps the record's SS and II; the n
+      additional doses are ordinary doses (SS 0, II 0 in ``dose_ss``/``dose_ii``), as in
+      NONMEM.
+    - Steady state (``dose_ss``, ``dose_ii``): SS=1 or SS=2 on a dose record with II > 0 is
+      a steady-state dose, the last of an infinite train of implied doses every II (bolus,
+      oral, or infusion with RATE > 0; an infusion may last longer than II). SS=1 resets
+      the system at TIME first (earlier doses, and doses at the same TIME on earlier
+      records, stop contributing); SS=2 adds the steady state to them. The steady-state
+      constant infusion (SS=1, II=0, AMT=0, RATE > 0) is not supported yet; SS > 0 with
+      II=0 otherwise is an error. Doses are sorted by time with a stable sort, so doses at
+      the same time keep their record order (which decides what an SS=1 dose resets).
     - TIME must not decrease within a subject, and a subject's records must be contiguous
       (NONMEM starts a new individual wherever ID changes).
     - EVID=101 is rxode2's "classic" code for a bolus into compartment 1 (nlmixr2data's
       theophylline data uses it); it is read as EVID=1 with CMT=1, recorded in
       ``Dataset.notes`` and warned about.
-    - Not supported yet (reported as such): reset events (EVID 3, 4), steady state (SS 1,
-      2), modeled rate or duration (RATE -1, -2).
+    - Not supported yet (reported as such): reset events (EVID 3, 4), the steady-state
+      constant infusion (SS 1/2 with II=0, AMT=0, RATE > 0), modeled rate or duration
+      (RATE -1, -2).
     - A covariate's value is the subject's first record (baseline); covariates that change
       within a subject are named in ``notes``. Non-numeric covariates are coded
       ``0, 1, ...`` in sorted order of their levels (``covariate_levels``); missing values
@@ -386,8 +398,11 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
     k = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)
     d_time = time[rows] + k * table.num("II")[rows]
     d_sub = codes[rows]
-    order = np.lexsort((d_time, d_sub))
-    rows, d_time, d_sub = rows[order], d_time[order], d_sub[order]
+    order = np.lexsort((d_time, d_sub))  # stable: equal times keep the record order
+    rows, d_time, d_sub, k = rows[order], d_time[order], d_sub[order], k[order]
+    # the ADDL repeats (k > 0) of a steady-state record are ordinary doses
+    d_ss = np.where(k == 0, table.num("SS")[rows], 0.0)
+    d_ii = np.where(k == 0, table.num("II")[rows], 0.0)
     d_slot = _slots(d_sub)
     n_dose = max(1, int(np.bincount(d_sub, minlength=n_id).max(initial=0)))
     d_shape = (n_id, n_dose)
@@ -405,6 +420,8 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
         dose_rate=_pad(d_sub, d_slot, table.num("RATE")[rows], d_shape, np.float64),
         dose_cmt=_pad(d_sub, d_slot, table.num("CMT")[rows], d_shape, np.int32),
         dose_mask=_pad(d_sub, d_slot, True, d_shape, bool, False),
+        dose_ss=_pad(d_sub, d_slot, d_ss, d_shape, np.int32),
+        dose_ii=_pad(d_sub, d_slot, d_ii, d_shape, np.float64),
         obs_time=_pad(o_sub, o_slot, time[obs], o_shape, np.float64),
         obs_dv=_pad(o_sub, o_slot, table.num("DV")[obs], o_shape, np.float64),
         obs_cmt=_pad(o_sub, o_slot, table.num("CMT")[obs], o_shape, np.int32),

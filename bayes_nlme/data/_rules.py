@@ -409,9 +409,21 @@ def _dv_missing(t: Table) -> Iterator[Finding]:
         yield "DV", t.obs & t.missing("DV"), msg
 
 
+def _ss_constant_infusion(t: Table) -> np.ndarray:
+    """Steady-state constant-infusion records: SS 1/2, II=0, AMT=0, RATE > 0 (EVID 1)."""
+    return (
+        t.dose
+        & np.isin(t.num("SS"), (1, 2))
+        & (t.num("II") == 0)
+        & (t.num("AMT") == 0)
+        & (t.num("RATE") > 0)
+    )
+
+
 def _dose_amount(t: Table) -> Iterator[Finding]:
     if t.has("AMT"):
-        bad = t.dose & (t.missing("AMT") | (t.num("AMT") <= 0))
+        # a steady-state constant infusion has AMT=0 by design; ss-infusion reports it
+        bad = t.dose & (t.missing("AMT") | (t.num("AMT") <= 0)) & ~_ss_constant_infusion(t)
         msg = "AMT must be positive on dose records (EVID 1), found"
         yield "AMT", bad, f"{msg} {t.quote('AMT', bad)}"
 
@@ -453,9 +465,26 @@ def _ss_code(t: Table) -> Iterator[Finding]:
     yield "SS", bad, f"{msg} {t.quote('SS', bad)}"
 
 
-def _ss_dose(t: Table) -> Iterator[Finding]:
-    msg = "steady-state dosing (SS=1 or 2) is not supported yet (issue #3)"
-    yield "SS", t.dose & np.isin(t.num("SS"), (1, 2)), msg
+def _ss_infusion(t: Table) -> Iterator[Finding]:
+    msg = (
+        "the steady-state constant infusion (SS=1 or 2 with II=0, AMT=0, RATE > 0) is not "
+        "supported yet"
+    )
+    yield "SS", _ss_constant_infusion(t), msg
+
+
+def _ss_ii(t: Table) -> Iterator[Finding]:
+    ss = t.num("SS")
+    bad = (
+        t.dose
+        & np.isin(ss, (1, 2))
+        & ~(t.num("II") > 0)
+        & ~t.nonnumeric["II"]
+        & ~_ss_constant_infusion(t)
+    )
+    found = t.quote("II", bad) if t.has("II") else "no II column"
+    msg = "a steady-state dose (SS=1 or 2) needs a positive dosing interval II, found"
+    yield "II", bad, f"{msg} {found}"
 
 
 def _cmt(t: Table) -> Iterator[Finding]:
@@ -609,10 +638,19 @@ RULES: tuple[Rule, ...] = (
         _ss_code,
     ),
     Rule(
-        "ss-dose",
-        "no steady-state doses, SS 1 and 2 (not supported yet)",
-        "drop these records, or write the dosing history out as explicit doses (or ADDL/II)",
-        _ss_dose,
+        "ss-ii",
+        "a steady-state dose (SS 1 or 2) has II > 0",
+        "give II, the interval of the implied doses before the steady-state dose (same unit "
+        "as TIME), or set SS=0 for an ordinary dose",
+        _ss_ii,
+    ),
+    Rule(
+        "ss-infusion",
+        "no steady-state constant infusion, SS 1/2 with II=0, AMT=0, RATE > 0 (not supported yet)",
+        "write it as a steady-state infusion over one interval: AMT = RATE * II with a "
+        "chosen II > 0 (e.g. 24), SS=1, and ADDL = the number of further intervals the "
+        "infusion keeps running",
+        _ss_infusion,
     ),
     Rule(
         "cmt",

@@ -173,8 +173,7 @@ def _prepare(model, data) -> tuple[Dataset, _Arrays]:
     fill_dv[has] = dv[rows, first][has]
     time = np.where(mask, time, fill_time[:, None])
     dv = np.where(mask, dv, fill_dv[:, None])
-    doses = Doses(md.dose_time, md.dose_amt, md.dose_rate, md.dose_cmt, md.dose_mask)
-    arrays = _Arrays(doses, md.covariates, jnp.asarray(time), jnp.asarray(dv), jnp.asarray(mask))
+    arrays = _Arrays(md.doses, md.covariates, jnp.asarray(time), jnp.asarray(dv), jnp.asarray(mask))
     return ds, arrays
 
 

@@ -73,7 +73,7 @@ def pred(model: Model, data: Any, idata) -> np.ndarray:
     mdata = model.model_data(ds)
     values = _median_params(model, idata)
     if model.eta_names:
-        values["z_eta"] = np.zeros((1, ds.n_id, len(model.eta_names)))
+        values[model.eta_site] = np.zeros((1, ds.n_id, len(model.eta_names)))
     out = Predictive(model.numpyro_model, posterior_samples=values, return_sites=["IPRED"])(
         jax.random.PRNGKey(0), mdata
     )

@@ -39,8 +39,8 @@ def init_to_typical(site=None, num_samples: int = 201):
     Population-level sites start at the median of ``num_samples`` prior draws (NumPyro's
     ``init_to_median``): with 201 draws that is within about 0.1 prior SD of the exact prior
     median, and different for each chain, so chains start apart but inside the same basin.
-    The non-centred ETA draws ``z_eta`` start at 0 (every subject at the typical individual)
-    and an LKJ correlation at the identity.
+    The ETA draws (``z_eta``, or ``eta_centered``) start at 0 (every subject at the typical
+    individual) and an LKJ correlation at the identity.
 
     Why: with NumPyro's and Stan's default uniform(-2, 2) initialisation on the unconstrained
     scale the Theophylline model gave R-hat ≈ 1.5 after 1000 warmup iterations; with the
@@ -51,7 +51,7 @@ def init_to_typical(site=None, num_samples: int = 201):
         return functools.partial(init_to_typical, num_samples=num_samples)
     if site["type"] == "sample" and not site["is_observed"]:
         shape = site["fn"].shape(site["kwargs"].get("sample_shape", ()))
-        if site["name"] == "z_eta":
+        if site["name"] in ("z_eta", "eta_centered"):
             return jnp.zeros(shape)
         if site["name"] == "omega_corr_chol":
             return jnp.broadcast_to(jnp.eye(shape[-1]), shape)
@@ -200,6 +200,7 @@ def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
     dims = {f"eta_{n}": ["ID"] for n in model.eta_names}
     dims.update({k: ["ID"] for k in model._probe()[0]})
     dims["z_eta"] = ["ID", "eta"]
+    dims["eta_centered"] = ["ID", "eta"]
     dims["omega_corr"] = ["eta", "eta_"]
     dims["omega_corr_chol"] = ["eta", "eta_"]
     dims["IPRED"] = ["obs"]

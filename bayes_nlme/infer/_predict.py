@@ -60,7 +60,8 @@ def predict_ipred(
     times = np.asarray(times, dtype=float)
     mdata = model.model_data(ds, times=times)
     post = idata.posterior
-    sites = [n for n in [*model.params, *model.random_site_names(), "z_eta"] if n in post]
+    names = [*model.params, *model.random_site_names(), model.eta_site]
+    sites = [n for n in names if n in post]
     n_total = post.sizes["chain"] * post.sizes["draw"]
     pick = np.linspace(0, n_total - 1, min(n_draws, n_total)).round().astype(int)
     samples = {}

@@ -128,7 +128,7 @@ def sample_posterior_predictive(
     n_chain = post.sizes["chain"]
     per_chain = post.sizes["draw"] if n_draws is None else max(1, n_draws // n_chain)
     sub = post.isel(draw=np.linspace(0, post.sizes["draw"] - 1, per_chain).round().astype(int))
-    names = [*model.params, *model.random_site_names(), "z_eta"]
+    names = [*model.params, *model.random_site_names(), model.eta_site]
     samples = {k: sub[k].values.reshape((-1,) + sub[k].shape[2:]) for k in names if k in sub}
     pred = Predictive(model.numpyro_model, posterior_samples=samples, return_sites=[obs_name])
     sim = np.asarray(pred(jax.random.PRNGKey(seed), mdata)[obs_name])
@@ -217,9 +217,9 @@ def simulate(
                     f"etas='fitted' needs every design ID among the fitted subjects; IDs "
                     f"{missing} were not fitted. Use etas='new' for new subjects."
                 )
-            z, _ = _flat_draws(source, ["z_eta"], n_draws)
+            z, _ = _flat_draws(source, [model.eta_site], n_draws)
             pos = [fitted_ids.index(i) for i in np.asarray(ds.ids).tolist()]
-            samples["z_eta"] = z["z_eta"][:, pos]
+            samples[model.eta_site] = z[model.eta_site][:, pos]
     elif isinstance(source, Mapping):
         if etas == "fitted":
             raise ModelError("etas='fitted' needs a fit (InferenceData) as source, not a dict.")

@@ -1,6 +1,6 @@
-"""Closed-form linear compartment models (1- and 2-compartment, IV and first-order absorption).
+"""Closed-form linear compartment models (1-, 2- and 3-compartment, IV and first-order absorption).
 
-All four models are linear time-invariant systems ``dA/dt = K A + input(t)``. They share one
+All six models are linear time-invariant systems ``dA/dt = K A + input(t)``. They share one
 engine, :class:`_LinearPK`: each model supplies its rate matrix ``K`` and the closed-form
 eigenvalues ``lambda_i`` of ``K``; the engine builds the spectral projectors of Sylvester's
 formula once per call,
@@ -21,6 +21,28 @@ and sums the response to every dose event (superposition), vectorised over
   ``A(t) = R sum_i Z_i[:, c] exp(lambda_i (u - tau)) expm1(lambda_i tau) / lambda_i``
   (which equals ``R sum_i Z_i[:, c] (exp(lambda_i u) - exp(lambda_i (u - tau))) / lambda_i``).
 
+Steady-state doses (``Doses.ss`` 1 or 2, interval ``II = ii > 0``; NONMEM semantics) are
+the last of an infinite train of implied doses at ``t_d + ALAG_c - k ii``, ``k = 0, 1, ...``
+(lag and bioavailability apply to every implied dose). Their contribution starts at the
+record time ``t_d`` and, by superposition, is the sum of the single-dose responses over the
+train, in closed form (``q_i = exp(lambda_i ii)``):
+
+* bolus: ``A(t) = F_c AMT sum_i Z_i[:, c] exp(lambda_i u) / (1 - q_i)``;
+* infusion of duration ``D`` (any ``D``, also ``D > ii``: overlapping implied infusions):
+  ``A(t) = g(u) + sum_i Z_i[:, c] [c_i exp(lambda_i (u + (m+1) ii - D)) / (1 - q_i)
+  + (R / lambda_i) (exp(lambda_i (u + ii)) (1 - q_i^m) / (1 - q_i) - m)]``, where ``g`` is
+  the single-infusion response above, ``c_i = R expm1(lambda_i D) / lambda_i`` the amount
+  weight of one finished infusion, and ``m = max(0, ceil((D - u) / ii) - 1)`` the number of
+  earlier implied infusions still running at ``u`` (0 whenever ``D <= ii``);
+* first-order absorption needs nothing more: the depot column is part of ``Z``.
+
+Here ``u = t - t_d - ALAG_c`` when ``u >= 0``; for ``t_d <= t < t_d + ALAG_c`` (the newest
+implied dose not given yet) ``u`` is moved forward by whole intervals into ``[0, ii)``, which
+is NONMEM's "advance to the point II - ALAG of the steady-state cycle". ``ss = 1`` also
+RESETS the system at ``t_d``: a dose ``e`` stops contributing at ``t >= t_d`` when it comes
+before the SS=1 dose, i.e. ``t_e < t_d``, or ``t_e == t_d`` and ``e`` has a smaller index
+(record order). ``ss = 2`` adds the steady state without a reset.
+
 Every exponential is evaluated at a non-positive argument (``u`` is clamped to 0 for events
 that have not happened yet, whose contribution is then zeroed: the "double where" trick), so
 values and ``jax.grad`` are finite for any time, dose time, lag time or bioavailability.
@@ -37,7 +59,14 @@ import numpy as np
 
 from ._base import AbstractPKModel
 
-__all__ = ["Central1", "Central1Periph1", "Depots1Central1", "Depots1Central1Periph1"]
+__all__ = [
+    "Central1",
+    "Central1Periph1",
+    "Central1Periph2",
+    "Depots1Central1",
+    "Depots1Central1Periph1",
+    "Depots1Central1Periph2",
+]
 
 
 def _sylvester(K: Any, lam: Any, cols: slice = slice(None)) -> Any:
@@ -45,12 +74,12 @@ def _sylvester(K: Any, lam: Any, cols: slice = slice(None)) -> Any:
 
     ``Z[i] = prod_{j != i} (K - lam_j I) / (lam_i - lam_j)``; returns ``Z[:, :, cols]``,
     shape (n_eig, n, n_cols). Written with broadcasting and reductions only (no ``dot``):
-    for these 2x2 / 3x3 matrices that keeps the compiled program, and its gradient, small.
+    for these small (n <= 4) matrices that keeps the compiled program, and its gradient, small.
     """
     n = lam.shape[0]
     eye = jnp.eye(n, dtype=lam.dtype)
     shifted = K[None] - lam[:, None, None] * eye  # shifted[j] = K - lam_j I
-    others = [[j for j in range(n) if j != i] for i in range(n)]  # static, n <= 3
+    others = [[j for j in range(n) if j != i] for i in range(n)]  # static, n <= 4
 
     def pick(x, k):  # x[[others[i][k] for i]] as static slices (no gather/scatter)
         return jnp.stack([x[o[k]] for o in others])
@@ -105,6 +134,62 @@ def _two_cpt_rates(cl: Any, v: Any, q: Any, v2: Any) -> tuple[Any, Any, Any, Any
     return k10, k12, k21, alpha, beta
 
 
+def _three_cpt_rates(cl: Any, v: Any, q: Any, v2: Any, q3: Any, v3: Any) -> tuple[Any, ...]:
+    """Micro-constants and the three disposition rates ``alpha > beta > gamma > 0``.
+
+    The rates are the roots of :math:`x^3 - a_2 x^2 + a_1 x - a_0` (the characteristic
+    polynomial of minus the 3x3 rate matrix), with :math:`a_2 = k_{10} + k_{12} + k_{13} +
+    k_{21} + k_{31}`, :math:`a_1 = k_{10} k_{21} + k_{10} k_{31} + k_{12} k_{31} + k_{13}
+    k_{21} + k_{21} k_{31}`, :math:`a_0 = k_{10} k_{21} k_{31}` (sums of positive terms: no
+    cancellation). The largest root comes from the trigonometric solution of the depressed
+    cubic :math:`y^3 + p y + r` (:math:`x = y + a_2/3`):
+
+    .. math::
+
+        \\alpha = \\frac{a_2}{3} + 2\\sqrt{-p/3}\\,\\cos\\varphi, \\qquad
+        \\varphi = \\tfrac13 \\arccos\\!\\left(\\frac{3 r}{2 p}\\sqrt{-3/p}\\right),
+
+    a sum of two non-negative terms. The two others come from the deflated quadratic
+    :math:`x^2 - s x + a_0/\\alpha` with :math:`s = \\beta + \\gamma = (a_1 - a_0/\\alpha)/\\alpha`:
+    :math:`\\beta = (s + \\sqrt{s^2 - 4 a_0/\\alpha})/2` and :math:`\\gamma = a_0/(\\alpha\\beta)`,
+    so a small terminal rate :math:`\\gamma` keeps full relative accuracy (the plain
+    trigonometric formula would lose it to cancellation against :math:`a_2/3`).
+    """
+    k10 = cl / v
+    k12 = q / v
+    k21 = q / v2
+    k13 = q3 / v
+    k31 = q3 / v3
+    a2 = k10 + k12 + k13 + k21 + k31
+    a1 = k10 * k21 + k10 * k31 + k12 * k31 + k13 * k21 + k21 * k31
+    a0 = k10 * k21 * k31
+    third = a2 / 3.0
+    p = a1 - a2 * third  # <= 0 (real roots)
+    r = third * (a1 - 2.0 * third * third) - a0  # -2 a2^3/27 + a1 a2/3 - a0
+    tiny = jnp.finfo(jnp.result_type(p)).tiny
+    neg_p = jnp.maximum(-p, tiny)
+    cos_arg = jnp.clip(-1.5 * r / neg_p * jnp.sqrt(3.0 / neg_p), -1.0, 1.0)
+    phi = jnp.arccos(cos_arg) / 3.0
+    alpha = third + 2.0 * jnp.sqrt(neg_p / 3.0) * jnp.cos(phi)
+    prod = a0 / alpha  # beta * gamma
+    s = (a1 - prod) / alpha  # beta + gamma
+    beta = 0.5 * (s + jnp.sqrt(jnp.maximum(s * s - 4.0 * prod, 0.0)))
+    gamma = prod / beta
+    return k10, k12, k21, k13, k31, alpha, beta, gamma
+
+
+def _three_cpt_matrix(k10: Any, k12: Any, k21: Any, k13: Any, k31: Any) -> Any:
+    """Rate matrix of Central, Peripheral1, Peripheral2 (mammillary, elimination from Central)."""
+    zero = jnp.zeros_like(k10)
+    return jnp.stack(
+        [
+            jnp.stack([-(k10 + k12 + k13), k21, k31]),
+            jnp.stack([k12, -k21, zero]),
+            jnp.stack([k13, zero, -k31]),
+        ]
+    )
+
+
 class _LinearPK(AbstractPKModel):
     """Shared engine: superposition of closed-form responses of a linear system.
 
@@ -132,11 +217,15 @@ class _LinearPK(AbstractPKModel):
         return {name: jnp.asarray(params[name]) for name in self.required}
 
     def _check_doses(self, doses: Any) -> None:
-        """Eager sanity checks of CMT and RATE when they are concrete (skipped when traced)."""
+        """Eager sanity checks of CMT, RATE, SS and II when concrete (skipped when traced)."""
+        ss, ii = _ss_fields(doses)
         try:
             cmt = np.asarray(doses.cmt)
             rate = np.asarray(doses.rate)
             mask = np.asarray(doses.mask, bool)
+            if ss is not None:
+                ss = np.asarray(ss)
+                ii = np.asarray(ii)
         except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
             return
         n = len(self.compartments)
@@ -152,6 +241,19 @@ class _LinearPK(AbstractPKModel):
                 "RATE < 0 (modelled infusion rate/duration, NONMEM RATE=-1/-2) is not "
                 "supported by the analytic models; give RATE > 0 or 0."
             )
+        if ss is None:
+            return
+        bad_ss = mask & ~np.isin(ss, (0, 1, 2))
+        if bad_ss.any():
+            raise ValueError(
+                f"dose SS must be 0, 1 or 2 (NONMEM steady-state codes); got "
+                f"{sorted(set(ss[bad_ss].tolist()))}."
+            )
+        if (mask & (ss > 0) & ~(ii > 0)).any():
+            raise ValueError(
+                "a steady-state dose (SS 1 or 2) needs a dosing interval II > 0; the "
+                "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
+            )
 
     def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
         """Amount in every compartment at ``times`` for one subject.
@@ -164,7 +266,10 @@ class _LinearPK(AbstractPKModel):
         doses : Doses
             One subject's dose events (fields of shape (n_dose,)); ``cmt`` 0 means
             ``default_dose_cmt``; ``rate > 0`` is a zero-order infusion, otherwise a bolus;
-            events with ``mask`` False contribute nothing.
+            events with ``mask`` False contribute nothing. ``ss`` 1 or 2 with ``ii > 0``
+            makes a steady-state dose (NONMEM SS=1: reset, then steady state of "AMT every
+            II"; SS=2: the steady state is added); ``ss``/``ii`` None means no steady-state
+            dose (see the module docstring for the equations).
         times : array, shape (n_time,)
 
         Returns
@@ -176,7 +281,9 @@ class _LinearPK(AbstractPKModel):
         ------
         ValueError
             A required parameter is missing; or, when the dose arrays are concrete (not
-            traced), a real dose has a CMT outside ``0..n_cmt`` or a negative RATE.
+            traced), a real dose has a CMT outside ``0..n_cmt``, a negative RATE, an SS
+            outside {0, 1, 2}, or SS > 0 without II > 0. (Traced, an SS dose without
+            II > 0 is an ordinary dose.)
         """
         p = self._read_params(params)
         self._check_doses(doses)
@@ -207,22 +314,94 @@ class _LinearPK(AbstractPKModel):
         is_inf = rate > 0
         r = jnp.where(is_inf, rate, 1.0)  # safe denominator
         dose_amt = f_d * amt
-        duration = dose_amt / r
+        duration = jnp.where(is_inf, dose_amt / r, 0.0)
+        inf_coef = jnp.where(is_inf, r, 0.0)[:, None] / lam  # (n_dose, n_eig)
 
         # (n_time, n_dose) quantities
         u = t[:, None] - (d_time + lag_d)[None, :]  # time since the (lagged) dose
-        active = mask[None, :] & (u >= 0)
+        ss, ii = _ss_fields(doses)
+        if ss is None:
+            active = mask[None, :] & (u >= 0)
+        else:
+            ss = jnp.asarray(ss)
+            ii = jnp.asarray(ii, dtype)
+            is_ss = mask & (ss > 0) & (ii > 0)
+            ii_safe = jnp.where(is_ss, ii, 1.0)
+            # an SS dose acts from its record time; before its lagged time, the newest implied
+            # dose has not come yet: move u forward by whole intervals into [0, ii)
+            behind = is_ss[None, :] & (u < 0)
+            n_back = jnp.ceil(-jnp.where(behind, u, 0.0) / ii_safe)
+            folded = u + n_back * ii_safe  # >= 0 up to rounding
+            u = jnp.where(behind, jnp.where(folded < 0, 0.0, folded), u)
+            started = jnp.where(is_ss[None, :], t[:, None] >= d_time[None, :], u >= 0)
+            active = mask[None, :] & started & (t[:, None] < _reset_times(d_time, mask, ss, ii))
         u = jnp.where(active, u, 0.0)  # clamp first: no exp of a positive argument anywhere
         tau = jnp.where(active & is_inf[None, :], jnp.minimum(u, duration[None, :]), 0.0)
         bolus = jnp.where(active & ~is_inf[None, :], dose_amt[None, :], 0.0)
         # (n_time, n_dose, n_eig): a bolus has tau = 0 (expm1 term vanishes), an infusion
         # has bolus = 0, an inactive event has both 0
-        inf_coef = jnp.where(is_inf, r, 0.0)[:, None] / lam  # (n_dose, n_eig)
         lam_tau = lam * tau[..., None]
         g = jnp.exp(lam * u[..., None] - lam_tau) * (
             bolus[..., None] + inf_coef * jnp.expm1(lam_tau)
         )
+        if ss is not None:
+            on = active & is_ss[None, :]
+            g = g + _ss_past(lam, u, on, is_inf, dose_amt, duration, inf_coef, ii_safe)
         return jnp.einsum("tdi,dic->tc", g, z_cols)
+
+
+def _ss_fields(doses: Any) -> tuple[Any, Any]:
+    """``(ss, ii)`` of ``doses``, or ``(None, None)`` when it carries no steady-state fields."""
+    ss = getattr(doses, "ss", None)
+    ii = getattr(doses, "ii", None)
+    if ss is None or ii is None:
+        return None, None
+    return ss, ii
+
+
+def _reset_times(d_time: Any, mask: Any, ss: Any, ii: Any) -> Any:
+    """Time from which each dose stops contributing (``inf``: never), shape (n_dose,).
+
+    A real SS=1 dose ``e`` (with ``ii > 0``) resets the system at its record time: dose
+    ``d`` is cancelled at ``t_e`` when ``e`` comes after it, i.e. ``t_e > t_d``, or
+    ``t_e == t_d`` and ``e > d`` (record order = index order).
+    """
+    n_dose = d_time.shape[0]
+    idx = jnp.arange(n_dose)
+    reset = mask & (ss == 1) & (ii > 0)
+    later = (d_time[None, :] > d_time[:, None]) | (
+        (d_time[None, :] == d_time[:, None]) & (idx[None, :] > idx[:, None])
+    )  # later[d, e]: e comes after d
+    kill = jnp.where(reset[None, :] & later, d_time[None, :], jnp.inf)
+    return jnp.min(kill, axis=1, initial=jnp.inf)[None, :]
+
+
+def _ss_past(lam, u, on, is_inf, dose_amt, duration, inf_coef, ii):
+    """Contribution of the implied doses ``k >= 1`` of steady-state doses, (n_time, n_dose, n_eig).
+
+    With ``q = exp(lam ii)``, ``D`` the infusion duration (0 for a bolus) and ``m`` the number
+    of implied infusions still running at ``u`` (``max(0, ceil((D - u)/ii) - 1)``):
+    ``c exp(lam (u + (m+1) ii - D)) / (1 - q)`` for the finished ones, ``c`` being the
+    weight left by one (``F AMT`` for a bolus, ``R expm1(lam D)/lam`` for an infusion), plus
+    ``(R/lam) (exp(lam (u + ii)) (1 - q^m)/(1 - q) - m)`` for the running ones. Entries
+    with ``on`` False are 0; every exponential has a non-positive argument.
+    """
+    inf_on = on & is_inf[None, :]
+    m = jnp.where(inf_on, jnp.maximum(jnp.ceil((duration[None, :] - u) / ii[None, :]) - 1, 0), 0)
+    lam_ii = lam * ii[:, None]  # (n_dose, n_eig), < 0
+    one_minus_q = -jnp.expm1(lam_ii)
+    weight = jnp.where(is_inf, 0.0, dose_amt)[:, None] + inf_coef * jnp.expm1(
+        lam * duration[:, None]
+    )
+    since_end = jnp.where(on, u + (m + 1) * ii[None, :] - duration[None, :], 0.0)  # >= 0
+    finished = weight * jnp.exp(lam * since_end[..., None]) / one_minus_q
+    running = inf_coef * (
+        jnp.exp(lam * (u + ii[None, :])[..., None])
+        * jnp.expm1(lam * (m * ii[None, :])[..., None])
+        / jnp.expm1(lam_ii)
+        - m[..., None]
+    )
+    return jnp.where(on[..., None], finished + running, 0.0)
 
 
 class Central1(_LinearPK):
@@ -478,6 +657,168 @@ class Depots1Central1Periph1(_LinearPK):
             ]
         )
         return K, jnp.stack([-ka, -alpha, -beta])
+
+    def _projectors(self, K, lam):
+        return _depot_projectors(K, lam)
+
+
+class Central1Periph2(_LinearPK):
+    r"""Three-compartment model with intravenous input (bolus or zero-order infusion).
+
+    With :math:`k_{10} = CL/V`, :math:`k_{12} = Q/V`, :math:`k_{21} = Q/V_2`,
+    :math:`k_{13} = Q_3/V`, :math:`k_{31} = Q_3/V_3`, the amounts :math:`C` (central),
+    :math:`P_1` and :math:`P_2` (peripherals) follow
+
+    .. math::
+
+        \frac{dC}{dt} &= -(k_{10} + k_{12} + k_{13})\, C + k_{21} P_1 + k_{31} P_2
+            + \mathrm{input}_C(t) \\
+        \frac{dP_1}{dt} &= k_{12} C - k_{21} P_1 + \mathrm{input}_{P_1}(t) \\
+        \frac{dP_2}{dt} &= k_{13} C - k_{31} P_2 + \mathrm{input}_{P_2}(t)
+
+    After a bolus :math:`D` at :math:`t = 0` (tri-exponential),
+    :math:`C(t) = D \sum_{x \in \{\alpha, \beta, \gamma\}}
+    \frac{(k_{21} - x)(k_{31} - x)\, e^{-x t}}{\prod_{y \ne x} (y - x)}`, where
+    :math:`\alpha > \beta > \gamma > 0` are the roots of :math:`x^3 - a_2 x^2 + a_1 x - a_0`
+    with :math:`a_2 = k_{10} + k_{12} + k_{13} + k_{21} + k_{31}`,
+    :math:`a_1 = k_{10} k_{21} + k_{10} k_{31} + k_{12} k_{31} + k_{13} k_{21} + k_{21} k_{31}`
+    and :math:`a_0 = k_{10} k_{21} k_{31}`: :math:`\alpha` from the trigonometric solution
+    of the cubic, :math:`\beta` and :math:`\gamma` from the deflated quadratic (so the
+    terminal rate :math:`\gamma` is free of cancellation).
+
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Central", "Peripheral1", "Peripheral2")``: CMT 1 Central, CMT 2 Peripheral1,
+        CMT 3 Peripheral2.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to Central.
+    required : tuple of str
+        ``("CL", "V", "Q", "V2", "Q3", "V3")``.
+
+    Notes
+    -----
+    Individual parameters (keys of ``params`` in :meth:`amounts`). The names follow NONMEM
+    ADVAN11 TRANS4 (CL, V1, Q2, V2, Q3, V3) with ``V`` for V1 and ``Q`` for Q2, as in
+    :class:`Central1Periph1`:
+
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume (NONMEM V1), > 0.
+    ``Q`` : volume/time
+        Intercompartmental clearance Central <-> Peripheral1 (NONMEM Q2), > 0.
+    ``V2`` : volume
+        Volume of Peripheral1, > 0.
+    ``Q3`` : volume/time
+        Intercompartmental clearance Central <-> Peripheral2, > 0.
+    ``V3`` : volume
+        Volume of Peripheral2, > 0.
+    ``F1``, ``F2``, ``F3`` : dimensionless, optional
+        Bioavailability of doses into CMT 1, 2, 3 (default 1).
+    ``ALAG1``, ``ALAG2``, ``ALAG3`` : time, optional
+        Lag time of doses into CMT 1, 2, 3 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 3)``; the concentration is
+    ``amounts[:, 0] / V``.
+
+    Edge cases: ``Q = 0`` or ``Q3 = 0`` is not supported (use :class:`Central1Periph1`);
+    accuracy degrades when two of :math:`\alpha, \beta, \gamma` nearly coincide (e.g. the
+    two peripherals exchanging at nearly equal rates ``Q/V2 == Q3/V3`` with a tiny ``Q``),
+    where Sylvester's formula and the cubic's roots are ill-conditioned; exactly equal
+    rates give non-finite values.
+    """
+
+    compartments = ("Central", "Peripheral1", "Peripheral2")
+    default_dose_cmt = 1
+    required = ("CL", "V", "Q", "V2", "Q3", "V3")
+
+    def _system(self, p):
+        k10, k12, k21, k13, k31, alpha, beta, gamma = _three_cpt_rates(
+            p["CL"], p["V"], p["Q"], p["V2"], p["Q3"], p["V3"]
+        )
+        K = _three_cpt_matrix(k10, k12, k21, k13, k31)
+        return K, jnp.stack([-alpha, -beta, -gamma])
+
+
+class Depots1Central1Periph2(_LinearPK):
+    r"""Three-compartment model with first-order absorption from one depot.
+
+    With the micro-constants of :class:`Central1Periph2`, the amounts :math:`D` (depot),
+    :math:`C` (central), :math:`P_1` and :math:`P_2` (peripherals) follow
+
+    .. math::
+
+        \frac{dD}{dt} &= -K_A D + \mathrm{input}_D(t) \\
+        \frac{dC}{dt} &= K_A D - (k_{10} + k_{12} + k_{13})\, C + k_{21} P_1 + k_{31} P_2
+            + \mathrm{input}_C(t) \\
+        \frac{dP_1}{dt} &= k_{12} C - k_{21} P_1 + \mathrm{input}_{P_1}(t) \\
+        \frac{dP_2}{dt} &= k_{13} C - k_{31} P_2 + \mathrm{input}_{P_2}(t)
+
+    After an oral dose :math:`D_0` at :math:`t = 0` (four exponentials),
+    :math:`C(t) = D_0 K_A \sum_{x \in \{K_A, \alpha, \beta, \gamma\}}
+    \frac{(k_{21} - x)(k_{31} - x)\, e^{-x t}}{\prod_{y \ne x} (y - x)}`, with
+    :math:`\alpha, \beta, \gamma` as in :class:`Central1Periph2`.
+
+    Attributes
+    ----------
+    compartments : tuple of str
+        ``("Depot", "Central", "Peripheral1", "Peripheral2")``: CMT 1 depot, CMT 2 Central,
+        CMT 3 Peripheral1, CMT 4 Peripheral2.
+    default_dose_cmt : int
+        1: doses with CMT 0 go to the depot. IV doses use CMT 2.
+    required : tuple of str
+        ``("KA", "CL", "V", "Q", "V2", "Q3", "V3")``.
+
+    Notes
+    -----
+    Individual parameters (keys of ``params`` in :meth:`amounts`; NONMEM ADVAN12 TRANS4
+    names KA, CL, V2, Q3, V3, Q4, V4 map to KA, CL, V, Q, V2, Q3, V3 here, the volumes and
+    clearances numbered by peripheral rather than by CMT, as in :class:`Central1Periph2`):
+
+    ``KA`` : 1/time
+        First-order absorption rate constant, > 0.
+    ``CL`` : volume/time
+        Clearance, > 0.
+    ``V`` : volume
+        Central volume, > 0.
+    ``Q``, ``V2`` : volume/time, volume
+        Intercompartmental clearance and volume of Peripheral1, > 0.
+    ``Q3``, ``V3`` : volume/time, volume
+        Intercompartmental clearance and volume of Peripheral2, > 0.
+    ``F1`` ... ``F4`` : dimensionless, optional
+        Bioavailability of doses into CMT 1 ... 4 (default 1).
+    ``ALAG1`` ... ``ALAG4`` : time, optional
+        Lag time of doses into CMT 1 ... 4 (default 0).
+
+    :meth:`amounts` returns shape ``(n_time, 4)``; the concentration is
+    ``amounts[:, 1] / V``.
+
+    Edge cases: ``KA`` equal to :math:`\alpha`, :math:`\beta` or :math:`\gamma` makes
+    Sylvester's formula singular for depot doses; as in :class:`Depots1Central1`, ``KA`` is
+    shifted by a relative ``1.2e-5`` inside a relative band of ``6e-6`` around them (values
+    then accurate to ~1e-5 relative). Doses into Central or a peripheral are unaffected.
+    See :class:`Central1Periph2` for the disposition rates.
+    """
+
+    compartments = ("Depot", "Central", "Peripheral1", "Peripheral2")
+    default_dose_cmt = 1
+    required = ("KA", "CL", "V", "Q", "V2", "Q3", "V3")
+
+    def _system(self, p):
+        k10, k12, k21, k13, k31, alpha, beta, gamma = _three_cpt_rates(
+            p["CL"], p["V"], p["Q"], p["V2"], p["Q3"], p["V3"]
+        )
+        ka = _separate(_separate(_separate(p["KA"], alpha), beta), gamma)
+        zero = jnp.zeros_like(k10)
+        disp = _three_cpt_matrix(k10, k12, k21, k13, k31)
+        K = jnp.concatenate(
+            [
+                jnp.stack([-ka, zero, zero, zero])[None, :],
+                jnp.concatenate([jnp.stack([ka, zero, zero])[:, None], disp], axis=1),
+            ]
+        )
+        return K, jnp.stack([-ka, -alpha, -beta, -gamma])
 
     def _projectors(self, K, lam):
         return _depot_projectors(K, lam)

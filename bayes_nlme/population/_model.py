@@ -69,6 +69,10 @@ class ModelData(NamedTuple):
         Position of each entry of the flat ``obs`` vector in the padded ``obs_time``.
     covariates : dict of str to array, shape (n_id,)
         The covariates the model declares.
+    dose_ss, dose_ii : arrays, shape (n_id, n_dose_max), or None
+        Steady-state flag (int) and interval of each dose (see :class:`bayes_nlme.data.Doses`).
+        :meth:`Model.model_data` leaves both None when the dataset has no steady-state dose,
+        which keeps the structural model on its path without steady-state terms.
     """
 
     dose_time: Any
@@ -80,6 +84,21 @@ class ModelData(NamedTuple):
     obs_subject: Any
     obs_slot: Any
     covariates: dict
+    dose_ss: Any = None
+    dose_ii: Any = None
+
+    @property
+    def doses(self) -> Doses:
+        """All subjects' dose events as one :class:`Doses` (fields (n_id, n_dose_max))."""
+        return Doses(
+            self.dose_time,
+            self.dose_amt,
+            self.dose_rate,
+            self.dose_cmt,
+            self.dose_mask,
+            self.dose_ss,
+            self.dose_ii,
+        )
 
     @property
     def n_id(self) -> int:
@@ -199,6 +218,12 @@ class Model:
 
     # ------------------------------------------------------------------ names
     @property
+    def eta_site(self) -> str:
+        """Name of the per-subject random-effect sample site (plate ``ID``, shape
+        (n_id, n_eta)): ``z_eta`` (non-centred, standard normal) or ``eta_centered``."""
+        return "eta_centered" if self.random is not None and self.random.centered else "z_eta"
+
+    @property
     def eta_names(self) -> tuple[str, ...]:
         """Names of the random effects (empty without IIV)."""
         return tuple(self.random.names) if self.random is not None else ()
@@ -276,6 +301,7 @@ class Model:
                     f"times must have shape (n_id={data.n_id}, n_time); got {obs_time.shape}."
                 )
             subject, slot = np.nonzero(np.ones(obs_time.shape, dtype=bool))
+        has_ss = bool(np.any((np.asarray(data.dose_ss) > 0) & np.asarray(data.dose_mask, bool)))
         return ModelData(
             dose_time=jnp.asarray(data.dose_time, dtype=float),
             dose_amt=jnp.asarray(data.dose_amt, dtype=float),
@@ -286,6 +312,8 @@ class Model:
             obs_subject=jnp.asarray(subject, dtype=jnp.int32),
             obs_slot=jnp.asarray(slot, dtype=jnp.int32),
             covariates=covs,
+            dose_ss=jnp.asarray(data.dose_ss, dtype=jnp.int32) if has_ss else None,
+            dose_ii=jnp.asarray(data.dose_ii, dtype=float) if has_ss else None,
         )
 
     # ------------------------------------------------------------------ one subject
@@ -356,7 +384,13 @@ class Model:
     def _probe(self):
         """Trace ``subject`` once on dummy values: (individual-parameter names, output, error)."""
         doses = Doses(
-            jnp.zeros(1), jnp.ones(1), jnp.zeros(1), jnp.zeros(1, jnp.int32), jnp.ones(1, bool)
+            jnp.zeros(1),
+            jnp.ones(1),
+            jnp.zeros(1),
+            jnp.zeros(1, jnp.int32),
+            jnp.ones(1, bool),
+            jnp.zeros(1, jnp.int32),
+            jnp.zeros(1),
         )
         theta = {k: jnp.asarray(1.0) for k in self.params}
         eta = {k: jnp.asarray(0.0) for k in self.eta_names}
@@ -395,7 +429,8 @@ class Model:
         -----
         Sites: every population parameter; ``omega_<name>_sd``; ``omega_corr_chol`` (block
         OMEGA only); ``z_eta`` (plate ``ID``, shape (n_id, n_eta), the non-centred standard
-        normal draws); deterministic ``eta_<name>`` and individual parameters (plate ``ID``),
+        normal draws; ``eta_centered`` instead with ``IIV(centered=True)``);
+        deterministic ``eta_<name>`` and individual parameters (plate ``ID``),
         ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and, when ``DV`` is given,
         its pointwise log-likelihood ``loglik_<site>``.
         """
@@ -404,8 +439,13 @@ class Model:
         if chol is not None:
             k = len(self.eta_names)
             with numpyro.plate("ID", n_id):
-                z = numpyro.sample("z_eta", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
-            eta_mat = z @ chol.T
+                if self.random.centered:
+                    eta_mat = numpyro.sample(
+                        "eta_centered", dist.MultivariateNormal(jnp.zeros(k), scale_tril=chol)
+                    )
+                else:
+                    z = numpyro.sample("z_eta", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+                    eta_mat = z @ chol.T
             eta = {
                 n: numpyro.deterministic(f"eta_{n}", eta_mat[:, i])
                 for i, n in enumerate(self.eta_names)
@@ -438,7 +478,7 @@ class Model:
         ind : dict of str to array, shape (n_id,)
         outputs : dict of str to AbstractError with fields of shape (n_obs,)
         """
-        doses = Doses(data.dose_time, data.dose_amt, data.dose_rate, data.dose_cmt, data.dose_mask)
+        doses = data.doses
 
         def one(eta_i, cov_i, doses_i, times_i):
             return self.subject(theta, eta_i, cov_i, doses_i, times_i)

@@ -59,9 +59,10 @@ class IIV:
     """Inter-individual variability: ETA ~ N(0, OMEGA), one ETA per name per subject.
 
     OMEGA is parameterised as SDs and a correlation matrix,
-    ``OMEGA = diag(sd) · R · diag(sd)``, and sampled non-centred:
+    ``OMEGA = diag(sd) · R · diag(sd)``, and by default sampled non-centred:
     ``ETA_i = diag(sd) · L_R · z_i`` with ``z_i ~ N(0, I)`` and ``L_R`` the Cholesky factor of
-    ``R`` (Papaspiliopoulos et al. 2007; the usual choice for hierarchical PK in Stan/Torsten).
+    ``R`` (Papaspiliopoulos et al. 2007; the usual choice for hierarchical PK in Stan/Torsten);
+    ``centered=True`` samples ``ETA_i ~ N(0, OMEGA)`` directly.
 
     Parameters
     ----------
@@ -76,6 +77,13 @@ class IIV:
         ``LKJCholesky(len(names), concentration=c)`` prior on the correlation matrix (``c = 1``
         is uniform over correlation matrices, larger values shrink towards independence).
         The correlation matrix is reported as ``omega_corr`` (dims ``eta``, ``eta_``).
+    centered : bool, default False
+        Sample the ETAs directly, ``ETA_i ~ N(0, OMEGA)`` (site ``eta_centered``), instead of
+        the non-centred ``z_i``. Non-centred (the default) suits sparse data (few samples per
+        subject, large shrinkage); centred suits rich data, where each subject's ETA is well
+        determined by its own observations and the non-centred form couples every ``z_i`` to
+        the typical value (measured on ACOP Infusion_2CPT, 19 samples per subject: R-hat
+        1.023 and bulk ESS 147 for ``tvcl`` non-centred with default settings).
 
     Raises
     ------
@@ -86,6 +94,7 @@ class IIV:
     names: Sequence[str]
     sd: Any = dataclasses.field(default_factory=lambda: dist.HalfNormal(0.5))
     corr: Any = None
+    centered: bool = False
 
     def __post_init__(self):
         names = tuple(self.names)
