@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -56,6 +57,27 @@ def init_to_typical(site=None, num_samples: int = 201):
         if site["name"] == "omega_corr_chol":
             return jnp.broadcast_to(jnp.eye(shape[-1]), shape)
     return init_to_median(site, num_samples=num_samples)
+
+
+@contextlib.contextmanager
+def _explain_init_failure(model: Model):
+    """Turn NumPyro's "Cannot find valid initial parameters" into advice for PK models."""
+    try:
+        yield
+    except RuntimeError as e:
+        if "Cannot find valid initial parameters" not in str(e):
+            raise
+        advice = getattr(model.dynamics, "failure_message", None)
+        extra = (
+            "\n" + advice()
+            if advice
+            else " Check that the priors put the typical values (THETA) at plausible values "
+            "and that pre() gives positive CL, V, KA for them."
+        )
+        raise ModelError(
+            "NUTS could not find a starting point with a finite log density (at the prior "
+            f"medians with ETAs at 0 nor at random points near them).{extra}"
+        ) from None
 
 
 def _chain_method(chains: int) -> str:
@@ -165,7 +187,7 @@ def fit(
         chain_method=method,
         progress_bar=progress_bar,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _explain_init_failure(model):
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc.run(
             jax.random.PRNGKey(seed),
@@ -204,6 +226,7 @@ def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
     dims["omega_corr"] = ["eta", "eta_"]
     dims["omega_corr_chol"] = ["eta", "eta_"]
     dims["IPRED"] = ["obs"]
+    dims["solver_ok"] = ["ID"]
     dims[obs_name] = ["obs"]
     return dims
 

@@ -231,7 +231,9 @@ def simulate(
         )
     pred = Predictive(model.numpyro_model, posterior_samples=samples)
     sim = {k: np.asarray(v) for k, v in pred(jax.random.PRNGKey(seed), mdata).items()}
+    _raise_on_solver_failure(model, ds, sim)
     keep = {obs_name, "IPRED", *(f"eta_{n}" for n in model.eta_names), *model._probe()[0]}
+    keep.discard("solver_ok")
     sim = _as_chain_draw({k: v for k, v in sim.items() if k in keep}, 1)
     cdata, cdims = constant_data(model, ds)
     dims = {**model_dims(model, obs_name), **cdims}
@@ -243,6 +245,24 @@ def simulate(
             coords=model_coords(model, ds),
             dims=dims,
         )
+
+
+def _raise_on_solver_failure(model: Model, ds, sim: Mapping[str, np.ndarray]) -> None:
+    """In simulation a failed ODE solve is an error naming the subjects, never a silent
+    placeholder."""
+    ok = sim.get("solver_ok")
+    if ok is None or np.all(ok):
+        return
+    failed = ~np.asarray(ok, bool)  # (draws, n_id)
+    ids = np.asarray(ds.ids)[failed.any(axis=0)].tolist()
+    from ..pk._ode import ODESolveError
+
+    raise ODESolveError(
+        f"The ODE solve failed for subjects {ids[:20]}{' ...' if len(ids) > 20 else ''} "
+        f"(in {int(failed.any(axis=1).sum())} of {failed.shape[0]} simulated replicates)."
+        + "\n"
+        + model.dynamics.failure_message(int(failed.sum()), int(failed.size))
+    )
 
 
 def _known_params(model: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -1,5 +1,8 @@
 """Structural (PK) models: one subject in, compartment amounts out.
 
+``ODE(rhs, compartments, required)`` solves a user-written right-hand side with diffrax
+between dose events (see :class:`ODE`); the analytic models below are closed forms.
+
 Analytic linear models, named Pumas-style with compartments in NONMEM CMT order:
 
 ========================== ================================ ==================
@@ -30,6 +33,7 @@ from ._analytic import (
     Depots1Central1Periph2,
 )
 from ._base import AbstractPKModel
+from ._ode import ODE, ODESolveError
 
 __all__ = [
     "AbstractPKModel",
@@ -39,4 +43,6 @@ __all__ = [
     "Depots1Central1",
     "Depots1Central1Periph1",
     "Depots1Central1Periph2",
+    "ODE",
+    "ODESolveError",
 ]

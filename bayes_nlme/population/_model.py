@@ -318,6 +318,17 @@ class Model:
 
     # ------------------------------------------------------------------ one subject
     def subject(self, theta: Mapping, eta: Mapping, cov: Mapping, doses: Doses, times):
+        """Individual parameters and error model for ONE subject (see :meth:`subject_status`).
+
+        Returns
+        -------
+        ind, outputs
+            As :meth:`subject_status`, without the solver flag.
+        """
+        ind, out, _ = self.subject_status(theta, eta, cov, doses, times)
+        return ind, out
+
+    def subject_status(self, theta: Mapping, eta: Mapping, cov: Mapping, doses: Doses, times):
         """Individual parameters and error model for ONE subject.
 
         Parameters
@@ -339,6 +350,9 @@ class Model:
             Individual parameters returned by ``pre``.
         outputs : dict of str to AbstractError
             The error model of each observed variable, fields of shape (n_time,).
+        ok : bool scalar
+            False when an ODE solve failed (the amounts are then placeholders of 1.0, so that
+            no NaN reaches values or gradients); always True for analytic models.
         """
         p = Namespace("p (population parameters)", theta)
         ind = self.pre(p, Namespace("eta", eta), Namespace("cov (covariates)", cov))
@@ -351,7 +365,12 @@ class Model:
                 f"{self.dynamics!r}; missing {missing} (returned {sorted(ind)})."
             )
         ind = {k: jnp.asarray(v, dtype=float) for k, v in ind.items()}
-        amounts = self.dynamics.amounts(ind, doses, times)
+        solve = getattr(self.dynamics, "solve_status", None)
+        if solve is None:  # analytic models cannot fail
+            amounts, ok = self.dynamics.amounts(ind, doses, times), jnp.asarray(True)
+        else:  # ODE: a failed solve gives NaN amounts; keep NaN out of values and gradients
+            amounts, ok = solve(ind, doses, times)
+            amounts = jnp.where(ok, amounts, 1.0)
         a = dict(zip(self.dynamics.compartments, jnp.moveaxis(amounts, -1, 0), strict=True))
         a["t"] = times
         out = self.derived(
@@ -375,7 +394,7 @@ class Model:
                 "issue #4)."
             )
         shape = jnp.shape(times)
-        return ind, {k: v.broadcast(shape) for k, v in out.items()}
+        return ind, {k: v.broadcast(shape) for k, v in out.items()}, ok
 
     def output_name(self) -> str:
         """Name of the observed output (the NumPyro site of DV), e.g. ``"DV"``."""
@@ -452,7 +471,12 @@ class Model:
             }
         else:
             eta = {}
-        ind, outputs = self.predict_subjects(theta, eta, data)
+        ind, outputs, ok = self.predict_subjects(theta, eta, data)
+        if hasattr(self.dynamics, "solve_status"):
+            # A failed ODE solve makes the proposal impossible (log density -inf) instead of
+            # NaN; ``solver_ok`` lets simulations name the subjects that failed.
+            numpyro.deterministic("solver_ok", ok)
+            numpyro.factor("solver_failure", jnp.where(jnp.all(ok), 0.0, -jnp.inf))
         for k, v in ind.items():
             numpyro.deterministic(k, jnp.broadcast_to(v, (n_id,)))
         ((name, err),) = outputs.items()
@@ -477,13 +501,16 @@ class Model:
         -------
         ind : dict of str to array, shape (n_id,)
         outputs : dict of str to AbstractError with fields of shape (n_obs,)
+        ok : bool array, shape (n_id,)
+            False where the structural model's solver failed (always True for analytic
+            models); the amounts of such subjects are placeholders.
         """
         doses = data.doses
 
         def one(eta_i, cov_i, doses_i, times_i):
-            return self.subject(theta, eta_i, cov_i, doses_i, times_i)
+            return self.subject_status(theta, eta_i, cov_i, doses_i, times_i)
 
-        ind, outputs = jax.vmap(one)(eta, data.covariates, doses, data.obs_time)
+        ind, outputs, ok = jax.vmap(one)(eta, data.covariates, doses, data.obs_time)
         s, j = data.obs_subject, data.obs_slot
         outputs = {k: jax.tree_util.tree_map(lambda x: x[s, j], v) for k, v in outputs.items()}
-        return ind, outputs
+        return ind, outputs, ok
