@@ -108,14 +108,9 @@ RULE_CASES = [
     ),
     ("dose-amount", {"AMT": [100.0, 0, 0, np.nan, 0, 0]}, r"AMT, row 3: .* found missing"),
     (
-        "rate-modeled",
-        {"RATE": [-2.0, 0, 0, 0, 0, 0]},
-        r"RATE, row 0: modeled infusion rate .* not supported yet \(issue #3\)",
-    ),
-    (
         "rate",
         {"RATE": [-5.0, 0, 0, 0, 0, 0]},
-        r"RATE, row 0: RATE must be 0 \(bolus\) or a positive infusion rate, found -5",
+        r"RATE, row 0: RATE must be 0 \(bolus\), a positive infusion rate, -1 .*found -5",
     ),
     ("addl", {"ADDL": [-1, 0, 0, 0, 0, 0]}, r"ADDL, row 0: .*non-negative integer, found -1"),
     (

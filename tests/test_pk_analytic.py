@@ -525,7 +525,7 @@ def test_metadata():
     )
     assert Depots1Central1Periph2.required == ("KA", "CL", "V", "Q", "V2", "Q3", "V3")
     assert all(m.default_dose_cmt == 1 for m in MODELS)
-    assert Depots1Central1().optional == ("F1", "F2", "ALAG1", "ALAG2")
+    assert Depots1Central1().optional == ("F1", "F2", "ALAG1", "ALAG2", "R1", "R2", "D1", "D2")
     assert all(isinstance(m(), AbstractPKModel) for m in MODELS)
 
 

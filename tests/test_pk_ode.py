@@ -513,7 +513,20 @@ def test_metadata():
     assert model.compartments == ("Depot", "Central", "Peripheral")
     assert model.required == ("KA", "CL", "V", "Q", "V2")
     assert model.default_dose_cmt == 2
-    assert model.optional == ("F1", "F2", "F3", "ALAG1", "ALAG2", "ALAG3")
+    assert model.optional == (
+        "F1",
+        "F2",
+        "F3",
+        "ALAG1",
+        "ALAG2",
+        "ALAG3",
+        "R1",
+        "R2",
+        "R3",
+        "D1",
+        "D2",
+        "D3",
+    )
     assert isinstance(model.solver, diffrax.Tsit5)
     assert "rhs_depots1central1periph1" in repr(model)
     # CMT 0 goes to default_dose_cmt (Central here): no absorption phase

@@ -303,3 +303,27 @@ def test_centered_iiv_site_and_equivalence():
         ref.logpdf(np.asarray(tr["eta_centered"]["value"])),
         rtol=1e-10,
     )
+
+
+def test_modeled_infusion_needs_its_parameter_from_pre():
+    df = _design(n_id=2)
+    df.loc[df.EVID == 1, "RATE"] = -2  # duration modelled
+    df.loc[df.EVID == 1, "CMT"] = 2  # a zero-order input into the central compartment
+    ds = bn.read_nonmem(df)
+    with pytest.raises(bn.ModelError, match="D2.*Return it from pre"):
+        _theo_model().model_data(ds)
+    with_d2 = _theo_model(pre=lambda p, eta, cov: dict(KA=p.tvka, CL=p.tvcl, V=p.tvv, D2=2.0))
+    values = dict(
+        tvka=1.5,
+        tvcl=2.8,
+        tvv=32.0,
+        add_sd=0.01,
+        omega_ka_sd=0.01,
+        omega_cl_sd=0.01,
+        omega_v_sd=0.01,
+    )
+    sim = bn.simulate(with_d2, ds, values, seed=0).predictions["IPRED"].values[0, 0]
+    # 100 mg over 2 h into V = 32 L, CL 2.8 L/h: check t = 0.5 h during the infusion
+    k = 2.8 / 32.0
+    ref = 50.0 / 2.8 * (1 - np.exp(-k * 0.5))  # R/CL·(1 − e^{−kt})
+    np.testing.assert_allclose(sim[0], ref, rtol=1e-6)

@@ -56,7 +56,8 @@ def read_nonmem(
         MDV       1 = not an observation; default: 1 where EVID != 0, else 0
         CMT       1-based compartment of a dose or observation; default 0 = the model's
                   default compartment
-        RATE      zero-order infusion rate (amount/time; duration = AMT/RATE); default 0
+        RATE      zero-order infusion rate (amount/time; duration = F*AMT/RATE); -1: rate
+                  modeled (parameter R<n>, n = CMT), -2: duration modeled (D<n>); default 0
         II, ADDL  dosing interval (time) and number of additional doses; default 0
         SS        steady-state flag: 0 ordinary dose, 1 steady state after a reset, 2
                   steady state added to the earlier doses (needs II > 0); default 0
@@ -111,9 +112,14 @@ def read_nonmem(
       each with the same AMT, RATE and CMT. The first keeps the record's SS and II; the n
       additional doses are ordinary doses (SS 0, II 0 in ``dose_ss``/``dose_ii``), as in
       NONMEM.
+    - RATE=-1 / RATE=-2 on a dose record (NONMEM modeled infusion): the rate, resp. the
+      duration, of the infusion is the model parameter ``R<n>``, resp. ``D<n>``, of the
+      dose's compartment ``n`` (duration ``F<n> AMT / R<n>``, resp. rate
+      ``F<n> AMT / D<n>``); the code is kept as is in ``dose_rate``. Other negative RATE
+      values are errors.
     - Steady state (``dose_ss``, ``dose_ii``): SS=1 or SS=2 on a dose record with II > 0 is
       a steady-state dose, the last of an infinite train of implied doses every II (bolus,
-      oral, or infusion with RATE > 0; an infusion may last longer than II). SS=1 resets
+      oral, or infusion with RATE > 0, -1 or -2; an infusion may last longer than II). SS=1 resets
       the system at TIME first (earlier doses, and doses at the same TIME on earlier
       records, stop contributing); SS=2 adds the steady state to them. The steady-state
       constant infusion (SS=1, II=0, AMT=0, RATE > 0) is not supported yet; SS > 0 with
@@ -125,8 +131,7 @@ def read_nonmem(
       theophylline data uses it); it is read as EVID=1 with CMT=1, recorded in
       ``Dataset.notes`` and warned about.
     - Not supported yet (reported as such): reset events (EVID 3, 4), the steady-state
-      constant infusion (SS 1/2 with II=0, AMT=0, RATE > 0), modeled rate or duration
-      (RATE -1, -2).
+      constant infusion (SS 1/2 with II=0, AMT=0, RATE > 0).
     - A covariate's value is the subject's first record (baseline); covariates that change
       within a subject are named in ``notes``. Non-numeric covariates are coded
       ``0, 1, ...`` in sorted order of their levels (``covariate_levels``); missing values

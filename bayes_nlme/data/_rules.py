@@ -428,15 +428,13 @@ def _dose_amount(t: Table) -> Iterator[Finding]:
         yield "AMT", bad, f"{msg} {t.quote('AMT', bad)}"
 
 
-def _rate_modeled(t: Table) -> Iterator[Finding]:
-    msg = "modeled infusion rate (RATE=-1) or duration (RATE=-2) is not supported yet (issue #3)"
-    yield "RATE", t.dose & np.isin(t.num("RATE"), (-1, -2)), msg
-
-
 def _rate(t: Table) -> Iterator[Finding]:
     rate = t.num("RATE")
     bad = t.dose & (rate < 0) & ~np.isin(rate, (-1, -2))
-    msg = "RATE must be 0 (bolus) or a positive infusion rate, found"
+    msg = (
+        "RATE must be 0 (bolus), a positive infusion rate, -1 (rate modeled by R<n>) or "
+        "-2 (duration modeled by D<n>), found"
+    )
     yield "RATE", bad, f"{msg} {t.quote('RATE', bad)}"
 
 
@@ -600,15 +598,11 @@ RULES: tuple[Rule, ...] = (
         _dose_amount,
     ),
     Rule(
-        "rate-modeled",
-        "no modeled infusion rate or duration, RATE -1 and -2 (not supported yet)",
-        "give the infusion rate explicitly: RATE = AMT / duration (amount/time)",
-        _rate_modeled,
-    ),
-    Rule(
         "rate",
-        "RATE on dose records is 0 (bolus) or positive (zero-order infusion)",
-        "set RATE=0 for a bolus or oral dose, or RATE = AMT / duration for an infusion",
+        "RATE on dose records is 0 (bolus), positive (zero-order infusion), -1 (modeled "
+        "rate) or -2 (modeled duration)",
+        "set RATE=0 for a bolus or oral dose, RATE = AMT / duration for an infusion, or -1/-2 "
+        "with the model parameter R<n> (rate) / D<n> (duration) of the dose's CMT n",
         _rate,
     ),
     Rule(

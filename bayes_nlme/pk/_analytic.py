@@ -20,6 +20,9 @@ and sums the response to every dose event (superposition), vectorised over
   ``tau = min(u, D)``,
   ``A(t) = R sum_i Z_i[:, c] exp(lambda_i (u - tau)) expm1(lambda_i tau) / lambda_i``
   (which equals ``R sum_i Z_i[:, c] (exp(lambda_i u) - exp(lambda_i (u - tau))) / lambda_i``).
+  Modelled infusions (NONMEM): ``RATE = -1`` takes the rate from the parameter ``R<c>``
+  (``D = F_c AMT / R<c>``), ``RATE = -2`` the duration from ``D<c>`` (``R = F_c AMT / D<c>``);
+  the same formulas apply, steady state included.
 
 Steady-state doses (``Doses.ss`` 1 or 2, interval ``II = ii > 0``; NONMEM semantics) are
 the last of an infinite train of implied doses at ``t_d + ALAG_c - k ii``, ``k = 0, 1, ...``
@@ -216,7 +219,7 @@ class _LinearPK(AbstractPKModel):
             )
         return {name: jnp.asarray(params[name]) for name in self.required}
 
-    def _check_doses(self, doses: Any) -> None:
+    def _check_doses(self, doses: Any, params: Mapping[str, Any]) -> None:
         """Eager sanity checks of CMT, RATE, SS and II when concrete (skipped when traced)."""
         ss, ii = _ss_fields(doses)
         try:
@@ -236,11 +239,9 @@ class _LinearPK(AbstractPKModel):
                 f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
                 f"{sorted(set(cmt[bad].tolist()))}."
             )
-        if (mask & (rate < 0)).any():
-            raise ValueError(
-                "RATE < 0 (modelled infusion rate/duration, NONMEM RATE=-1/-2) is not "
-                "supported by the analytic models; give RATE > 0 or 0."
-            )
+        problem = _modeled_rate_problem(params, cmt, rate, mask, self.default_dose_cmt)
+        if problem is not None:
+            raise ValueError(problem)
         if ss is None:
             return
         bad_ss = mask & ~np.isin(ss, (0, 1, 2))
@@ -262,10 +263,13 @@ class _LinearPK(AbstractPKModel):
         ----------
         params : mapping of str to scalar
             The names in ``required``, plus optional ``F<n>`` (default 1) and ``ALAG<n>``
-            (default 0) for the 1-based CMT ``n``. Unknown names are ignored.
+            (default 0) for the 1-based CMT ``n``, and ``R<n>`` / ``D<n>`` (no default;
+            needed when doses into CMT ``n`` have ``rate`` -1 / -2). Unknown names are
+            ignored.
         doses : Doses
             One subject's dose events (fields of shape (n_dose,)); ``cmt`` 0 means
-            ``default_dose_cmt``; ``rate > 0`` is a zero-order infusion, otherwise a bolus;
+            ``default_dose_cmt``; ``rate > 0`` is a zero-order infusion, ``rate == -1`` one
+            at the rate ``R<n>``, ``rate == -2`` one lasting ``D<n>``, ``rate == 0`` a bolus;
             events with ``mask`` False contribute nothing. ``ss`` 1 or 2 with ``ii > 0``
             makes a steady-state dose (NONMEM SS=1: reset, then steady state of "AMT every
             II"; SS=2: the steady state is added); ``ss``/``ii`` None means no steady-state
@@ -281,12 +285,14 @@ class _LinearPK(AbstractPKModel):
         ------
         ValueError
             A required parameter is missing; or, when the dose arrays are concrete (not
-            traced), a real dose has a CMT outside ``0..n_cmt``, a negative RATE, an SS
-            outside {0, 1, 2}, or SS > 0 without II > 0. (Traced, an SS dose without
-            II > 0 is an ordinary dose.)
+            traced), a real dose has a CMT outside ``0..n_cmt``, a negative RATE other
+            than -1/-2, RATE -1 (-2) into CMT ``n`` without ``R<n>`` (``D<n>``) in
+            ``params``, an SS outside {0, 1, 2}, or SS > 0 without II > 0. (Traced, an SS
+            dose without II > 0 is an ordinary dose; an invalid RATE code or a missing
+            ``R<n>``/``D<n>`` makes every amount NaN.)
         """
         p = self._read_params(params)
-        self._check_doses(doses)
+        self._check_doses(doses, params)
         n = len(self.compartments)
         K, lam = self._system(p)
         Z = self._projectors(K, lam)  # (n_eig, n_cmt, n_cmt)
@@ -311,10 +317,9 @@ class _LinearPK(AbstractPKModel):
         # Z_i[:, c_d] for every dose: (n_dose, n_eig, n_cmt)
         z_cols = jnp.einsum("ijk,dk->dij", Z, onehot)
 
-        is_inf = rate > 0
-        r = jnp.where(is_inf, rate, 1.0)  # safe denominator
         dose_amt = f_d * amt
-        duration = jnp.where(is_inf, dose_amt / r, 0.0)
+        # rate r (1 when not an infusion: safe denominator) and duration (RATE > 0, -1, -2)
+        is_inf, r, duration, bad = _dose_infusions(params, onehot, rate, dose_amt, mask, dtype)
         inf_coef = jnp.where(is_inf, r, 0.0)[:, None] / lam  # (n_dose, n_eig)
 
         # (n_time, n_dose) quantities
@@ -347,7 +352,77 @@ class _LinearPK(AbstractPKModel):
         if ss is not None:
             on = active & is_ss[None, :]
             g = g + _ss_past(lam, u, on, is_inf, dose_amt, duration, inf_coef, ii_safe)
-        return jnp.einsum("tdi,dic->tc", g, z_cols)
+        out = jnp.einsum("tdi,dic->tc", g, z_cols)
+        # traced invalid RATE code or missing R<n>/D<n> (concrete ones raised above): NaN
+        return jnp.where(jnp.any(bad), jnp.nan, out)
+
+
+def _dose_infusions(
+    params: Mapping[str, Any], onehot: Any, rate: Any, dose_amt: Any, mask: Any, dtype: Any
+) -> tuple[Any, Any, Any, Any]:
+    """Infusion rate and duration of every dose event (NONMEM RATE codes), shared by engines.
+
+    ``onehot`` (n_dose, n_cmt) is the dose's compartment, ``dose_amt = F_c AMT``. Codes:
+    ``RATE > 0`` an infusion at that rate for ``F_c AMT / RATE``; ``RATE == -1`` at the
+    rate ``R<c>`` (parameter) for ``F_c AMT / R<c>``; ``RATE == -2`` for the duration
+    ``D<c>`` (parameter) at ``F_c AMT / D<c>``; otherwise (``RATE == 0``) a bolus.
+
+    Returns ``(is_inf, r, duration, bad)``: ``r`` the infusion rate (1 where not an
+    infusion: a safe denominator), ``duration`` (0 where not an infusion) and ``bad``, per
+    event, a real dose with another negative RATE or a modelled code whose parameter is
+    not in ``params`` (the engines turn these into NaN / ``ok = False``; eagerly they raise,
+    see :func:`_modeled_rate_problem`). Which parameters exist is static (dict keys).
+    """
+    n = onehot.shape[1]
+    names_r = [f"R{k}" for k in range(1, n + 1)]
+    names_d = [f"D{k}" for k in range(1, n + 1)]
+    r_vec = jnp.stack([jnp.asarray(params.get(k, 1.0), dtype) for k in names_r])
+    d_vec = jnp.stack([jnp.asarray(params.get(k, 1.0), dtype) for k in names_d])
+    has_r = jnp.asarray([k in params for k in names_r])
+    has_d = jnp.asarray([k in params for k in names_d])
+    hot = onehot > 0
+    mod_r = rate == -1
+    mod_d = rate == -2
+    is_inf = (rate > 0) | mod_r | mod_d
+    r_d = jnp.sum(onehot * r_vec, axis=-1)
+    d_d = jnp.sum(onehot * d_vec, axis=-1)
+    r = jnp.where(rate > 0, rate, jnp.where(mod_r, r_d, 1.0))
+    d_safe = jnp.where(mod_d, d_d, 1.0)
+    r = jnp.where(mod_d, dose_amt / d_safe, r)
+    duration = jnp.where(is_inf, jnp.where(mod_d, d_d, dose_amt / r), 0.0)
+    missing = (mod_r & ~jnp.any(hot & has_r, axis=-1)) | (mod_d & ~jnp.any(hot & has_d, axis=-1))
+    bad = mask & (((rate < 0) & ~(mod_r | mod_d)) | missing)
+    return is_inf, r, duration, bad
+
+
+def _modeled_rate_problem(
+    params: Mapping[str, Any], cmt: Any, rate: Any, mask: Any, default_cmt: int
+) -> str | None:
+    """Eager check (concrete NumPy dose arrays) of the RATE codes against ``params``.
+
+    Returns a message for a real dose with a negative RATE other than -1/-2, or with
+    RATE -1 (-2) into CMT ``c`` while ``R<c>`` (``D<c>``) is not a parameter; else None.
+    """
+    cmt = np.where(cmt == 0, default_cmt, cmt)
+    bad = mask & (rate < 0) & ~np.isin(rate, (-1, -2))
+    if bad.any():
+        return (
+            f"RATE < 0 on a dose: RATE must be 0 (bolus), > 0 (infusion), -1 (rate modelled "
+            f"by R<n>) or -2 (duration modelled by D<n>); got {sorted(set(rate[bad].tolist()))}."
+        )
+    for code, prefix, what in ((-1, "R", "rate"), (-2, "D", "duration")):
+        need = sorted({int(c) for c in cmt[mask & (rate == code)]})
+        missing = [f"{prefix}{c}" for c in need if f"{prefix}{c}" not in params]
+        if missing:
+            cmts = [int(m[len(prefix) :]) for m in missing]
+            return (
+                f"RATE < 0 (modelled infusion): doses with RATE={code} into CMT {cmts} need the "
+                f"modelled infusion {what} parameter{'s' if len(missing) > 1 else ''} "
+                f"{missing} (NONMEM RATE={code}: the infusion {what} is {prefix}<n> of the "
+                f"dose's compartment n); return {', '.join(missing)} from the model's "
+                f"parameters."
+            )
+    return None
 
 
 def _ss_fields(doses: Any) -> tuple[Any, Any]:
@@ -438,6 +513,9 @@ class Central1(_LinearPK):
         Bioavailability of doses into CMT 1 (default 1).
     ``ALAG1`` : time, optional
         Lag time of doses into CMT 1 (default 0).
+    ``R1``, ``D1`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 1)``: the amount (dose units); the
     concentration is ``amounts[:, 0] / V``.
@@ -495,6 +573,9 @@ class Depots1Central1(_LinearPK):
         Bioavailability of doses into CMT 1, 2 (default 1).
     ``ALAG1``, ``ALAG2`` : time, optional
         Lag time of doses into CMT 1, 2 (default 0).
+    ``R1``, ``R2``, ``D1``, ``D2`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1, 2 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 2)``; the concentration is
     ``amounts[:, 1] / V``.
@@ -566,6 +647,9 @@ class Central1Periph1(_LinearPK):
         Bioavailability of doses into CMT 1, 2 (default 1).
     ``ALAG1``, ``ALAG2`` : time, optional
         Lag time of doses into CMT 1, 2 (default 0).
+    ``R1``, ``R2``, ``D1``, ``D2`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1, 2 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 2)``; the concentration is
     ``amounts[:, 0] / V``.
@@ -630,6 +714,9 @@ class Depots1Central1Periph1(_LinearPK):
         Bioavailability of doses into CMT 1, 2, 3 (default 1).
     ``ALAG1``, ``ALAG2``, ``ALAG3`` : time, optional
         Lag time of doses into CMT 1, 2, 3 (default 0).
+    ``R1``, ``R2``, ``R3``, ``D1``, ``D2``, ``D3`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1, 2, 3 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 3)``; the concentration is
     ``amounts[:, 1] / V``.
@@ -718,6 +805,9 @@ class Central1Periph2(_LinearPK):
         Bioavailability of doses into CMT 1, 2, 3 (default 1).
     ``ALAG1``, ``ALAG2``, ``ALAG3`` : time, optional
         Lag time of doses into CMT 1, 2, 3 (default 0).
+    ``R1``, ``R2``, ``R3``, ``D1``, ``D2``, ``D3`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1, 2, 3 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 3)``; the concentration is
     ``amounts[:, 0] / V``.
@@ -790,6 +880,9 @@ class Depots1Central1Periph2(_LinearPK):
         Bioavailability of doses into CMT 1 ... 4 (default 1).
     ``ALAG1`` ... ``ALAG4`` : time, optional
         Lag time of doses into CMT 1 ... 4 (default 0).
+    ``R1`` ... ``R4``, ``D1`` ... ``D4`` : amount/time, time, optional
+        Modelled infusion rate / duration of doses into CMT 1 ... 4 with RATE -1 / -2
+        (no default; required by such doses).
 
     :meth:`amounts` returns shape ``(n_time, 4)``; the concentration is
     ``amounts[:, 1] / V``.

@@ -28,7 +28,13 @@ class AbstractPKModel(abc.ABC):
     -----
     Besides ``required``, every model accepts per-compartment bioavailability ``F<n>``
     (default 1) and lag time ``ALAG<n>`` (default 0), where ``<n>`` is the 1-based CMT
-    number, following NONMEM's F1/ALAG1 convention.
+    number, following NONMEM's F1/ALAG1 convention, and the modelled infusion rate ``R<n>``
+    and duration ``D<n>`` (NONMEM R1/D1): a dose record with ``RATE = -1`` into CMT ``n``
+    is a zero-order infusion at the rate ``R<n>`` lasting ``F<n> AMT / R<n>``; with
+    ``RATE = -2`` it lasts ``D<n>`` at the rate ``F<n> AMT / D<n>``; ``ALAG<n>`` delays
+    its start as for any dose. ``R<n>`` / ``D<n>`` have no default: they are needed
+    whenever the doses into CMT ``n`` use ``RATE = -1`` / ``-2`` (concrete dose arrays:
+    an error naming the parameter; traced ones: NaN amounts).
     """
 
     compartments: ClassVar[tuple[str, ...]]
@@ -37,9 +43,9 @@ class AbstractPKModel(abc.ABC):
 
     @property
     def optional(self) -> tuple[str, ...]:
-        """Optional per-compartment parameters: ``F<n>`` and ``ALAG<n>``."""
+        """Optional per-compartment parameters: ``F<n>``, ``ALAG<n>``, ``R<n>``, ``D<n>``."""
         n = len(self.compartments)
-        return tuple(f"F{k}" for k in range(1, n + 1)) + tuple(f"ALAG{k}" for k in range(1, n + 1))
+        return tuple(f"{pre}{k}" for pre in ("F", "ALAG", "R", "D") for k in range(1, n + 1))
 
     @abc.abstractmethod
     def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
@@ -49,7 +55,7 @@ class AbstractPKModel(abc.ABC):
         ----------
         params : mapping of str to scalar
             Individual parameters: every name in ``required``, plus optional ``F<n>`` /
-            ``ALAG<n>``. Unknown names are ignored.
+            ``ALAG<n>`` / ``R<n>`` / ``D<n>``. Unknown names are ignored.
         doses : Doses
             One subject's dose events, each field of shape (n_dose,); see
             :class:`bayes_nlme.data.Doses`. Masked-out events contribute nothing.

@@ -23,6 +23,7 @@ import optimistix as optx
 from jax.custom_derivatives import SymbolicZero
 
 from .._errors import BayesNLMEError, ModelError
+from ._analytic import _dose_infusions, _modeled_rate_problem
 from ._base import AbstractPKModel
 
 __all__ = ["ODE", "ODESolveError"]
@@ -185,7 +186,11 @@ class ODE(AbstractPKModel):
     * bolus (``RATE == 0``): the amount jumps by ``F_c * AMT`` at ``t_d + ALAG_c``;
     * zero-order infusion (``RATE = R > 0``): a constant input ``R`` into ``c`` from
       ``t_d + ALAG_c`` for a duration ``F_c * AMT / R`` (bioavailability changes the
-      duration, not the rate); overlapping infusions add up.
+      duration, not the rate); overlapping infusions add up;
+    * modelled infusion (NONMEM): ``RATE = -1`` at the rate ``R<c>`` (a parameter) for
+      ``F_c * AMT / R<c>``; ``RATE = -2`` for the duration ``D<c>`` at ``F_c * AMT / D<c>``.
+      The infusion's end (a segment boundary) and its input rate then depend on the
+      parameters; both enter the forward sensitivities (see Derivatives).
 
     ``F<c>`` (default 1) and ``ALAG<c>`` (default 0) are read from ``params``. The state is
     zero until the first (lagged) dose: evaluation times before it give zero amounts, and
@@ -193,9 +198,10 @@ class ODE(AbstractPKModel):
     e.g. endogenous production, starts from zero at the first dose, not at a baseline).
     An evaluation time equal to a (lagged) dose time includes that dose. Events with
     ``mask`` False change nothing; ``cmt`` 0 means ``default_dose_cmt``. Not supported:
-    ``RATE < 0`` (modelled rate/duration) and steady-state doses (``Doses.ss`` 1 or 2):
-    both raise ``ModelError`` when the dose arrays are concrete; traced SS doses (under
-    ``jit``) give NaN amounts and ``ok = False``, so check the data eagerly.
+    steady-state doses (``Doses.ss`` 1 or 2). They, a negative RATE other than -1/-2, and
+    RATE -1 (-2) into CMT ``c`` without ``R<c>`` (``D<c>``) in ``params`` raise
+    ``ModelError`` when the dose arrays are concrete; traced (under ``jit``/``vmap``) they
+    give NaN amounts and ``ok = False``, so check the data eagerly.
 
     **Method.** The (lagged) start and end times of all events are sorted into a fixed-size
     array of ``2 * n_dose`` breakpoints (padding and bolus "ends" are parked at the last
@@ -207,11 +213,13 @@ class ODE(AbstractPKModel):
     steps across it, which keeps its error control (and its accuracy) intact. Shapes are
     static, so the model is ``jit``-, ``vmap``- and ``grad``-compatible.
 
-    **Derivatives** w.r.t. every entry of ``params`` (``ALAG<c>`` and ``F<c>`` included,
-    which move segment boundaries and change jump sizes). With ``sensitivities="forward"``
+    **Derivatives** w.r.t. every entry of ``params`` (``ALAG<c>``, ``F<c>``, ``R<c>`` and
+    ``D<c>`` included, which move segment boundaries, change jump sizes and infusion
+    rates). With ``sensitivities="forward"``
     (a ``jax.custom_jvp``; reverse mode transposes it) the sensitivities
     ``S = d amounts / d params`` are integrated together with the amounts,
-    ``S' = (df/dA) S + df/dp`` (Jacobian-vector products of ``rhs``), by the same solver
+    ``S' = (df/dA) S + df/dp + dr/dp`` (Jacobian-vector products of ``rhs``; ``r`` the
+    infusion input, parameter-dependent for RATE -1/-2), by the same solver
     on the same steps (the error control looks at the amounts only), so ``S`` is the exact
     derivative of the computed solution; at each segment start ``b`` they jump by
     ``(f(b-) - f(b+)) db/dp + d(jump)/dp``. The derivative at an evaluation time exactly
@@ -344,7 +352,7 @@ class ODE(AbstractPKModel):
             )
         return {str(k): jnp.asarray(v, dtype) for k, v in params.items()}
 
-    def _check_doses(self, doses: Any) -> None:
+    def _check_doses(self, doses: Any, params: Mapping[str, Any]) -> None:
         """Eager sanity checks of CMT and RATE when they are concrete (skipped when traced)."""
         try:
             cmt = np.asarray(doses.cmt)
@@ -360,11 +368,9 @@ class ODE(AbstractPKModel):
                 f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
                 f"{sorted(set(cmt[bad].tolist()))}."
             )
-        if (mask & (rate < 0)).any():
-            raise ModelError(
-                "RATE < 0 (modelled infusion rate/duration, NONMEM RATE=-1/-2) is not "
-                "supported; give RATE > 0 or 0."
-            )
+        problem = _modeled_rate_problem(params, cmt, rate, mask, self.default_dose_cmt)
+        if problem is not None:
+            raise ModelError(problem)
         ss = getattr(doses, "ss", None)
         if ss is not None:
             try:
@@ -434,7 +440,7 @@ class ODE(AbstractPKModel):
         """
         dtype = jnp.result_type(float)
         p = self._read_params(params, dtype)
-        self._check_doses(doses)
+        self._check_doses(doses, p)
         n = len(self.compartments)
         t = jnp.asarray(times, dtype)
         if t.ndim != 1:
@@ -471,16 +477,22 @@ class ODE(AbstractPKModel):
         ss = getattr(doses, "ss", None)
         if ss is not None:  # traced SS doses (concrete ones raised above): not supported
             ok = ok & ~jnp.any(data[4] & (jnp.asarray(ss) > 0))
-            out = jnp.where(ok, out, jnp.nan)
+        # traced invalid RATE codes or RATE -1/-2 without R<n>/D<n> (concrete ones raised)
+        cmt0 = jnp.where(data[3] == 0, self.default_dose_cmt, data[3])
+        onehot = (cmt0[:, None] == jnp.arange(1, n + 1)).astype(dtype)
+        *_, bad = _dose_infusions(p, onehot, data[2], data[1], data[4], dtype)
+        ok = ok & ~jnp.any(bad)
+        out = jnp.where(ok, out, jnp.nan)
         return out, ok
 
-    def _events(self, keys: tuple, pvec: Any, data: tuple) -> tuple[tuple[Any, Any], dict]:
-        """Sorted segment start times and bolus jumps (differentiable in ``pvec``), and aux.
+    def _events(self, keys: tuple, pvec: Any, data: tuple) -> tuple[tuple[Any, Any, Any], dict]:
+        """Sorted segment start times, bolus jumps and infusion inputs, and aux.
 
-        Returns ``(b, jump), aux``: ``b`` (n_seg,) the segment starts, ``jump`` (n_seg,
-        n_cmt) the bolus amounts added at each start; ``aux`` holds the segment ends
-        ``b_next``, the infusion rates ``seg_rates`` (n_seg, n_cmt) and the sorted
-        evaluation times with their segment.
+        Returns ``(b, jump, seg_rates), aux`` (differentiable in ``pvec``): ``b`` (n_seg,)
+        the segment starts, ``jump`` (n_seg, n_cmt) the bolus amounts added at each start,
+        ``seg_rates`` (n_seg, n_cmt) the infusion input running in each segment (it depends
+        on the parameters for modelled rates, RATE -1/-2); ``aux`` holds the segment ends
+        ``b_next`` and the sorted evaluation times with their segment.
         """
         p = dict(zip(keys, pvec, strict=True))
         d_time, amt, rate, cmt, mask, t = data
@@ -495,12 +507,15 @@ class ODE(AbstractPKModel):
         f_d = jnp.sum(onehot * f_vec, axis=-1)
         lag_d = jnp.sum(onehot * lag_vec, axis=-1)
 
-        is_inf = mask & (rate > 0)
-        is_bolus = mask & ~(rate > 0)
         dose_amt = f_d * amt
+        # RATE > 0, -1 (rate R<c>) or -2 (duration D<c>): the end time, and the input rate
+        # of a modelled infusion, depend on the parameters (moving segment boundaries)
+        inf, r, duration, _ = _dose_infusions(p, onehot, rate, dose_amt, mask, dtype)
+        is_inf = mask & inf
+        is_bolus = mask & ~inf
         start = d_time + lag_d
-        end = start + dose_amt / jnp.where(is_inf, rate, 1.0)
-        inf_rate = jnp.where(is_inf, rate, 0.0)
+        end = start + duration
+        inf_rate = jnp.where(is_inf, r, 0.0)
 
         # evaluation times: sorted (diffrax saves at increasing ts); non-finite ones are
         # parked at the first finite time and reported as NaN
@@ -529,14 +544,13 @@ class ODE(AbstractPKModel):
         ts = t_safe[t_order]
         aux = {
             "b_next": b_next,
-            "seg_rates": seg_rates,
             "finite_t": finite_t,
             "t_order": t_order,
             "ts": ts,
             # each evaluation time belongs to the last segment starting at or before it
             "seg_of_t": jnp.searchsorted(b, ts, side="right") - 1,  # -1: before the 1st dose
         }
-        return (b, jump), aux
+        return (b, jump, seg_rates), aux
 
     def _solve(self, keys: tuple, pvec: Any, data: tuple, sens: bool) -> tuple[Any, Any, Any]:
         """The event-segmented solve; with ``sens``, also the Jacobian d amounts / d pvec.
@@ -557,13 +571,16 @@ class ODE(AbstractPKModel):
         n_p = pvec.shape[0]
         p = dict(zip(keys, pvec, strict=True))
 
-        (b, jump), aux = self._events(keys, pvec, data)
+        (b, jump, seg_rates), aux = self._events(keys, pvec, data)
         ts = aux["ts"]
         if sens:
-            (db, djump), _ = jax.jacfwd(self._events, argnums=1, has_aux=True)(keys, pvec, data)
+            (db, djump, drates), _ = jax.jacfwd(self._events, argnums=1, has_aux=True)(
+                keys, pvec, data
+            )
         else:
             db = jnp.zeros((b.shape[0], 0), dtype)
             djump = jnp.zeros((b.shape[0], n, 0), dtype)
+            drates = jnp.zeros((b.shape[0], n, 0), dtype)
 
         def f(tt, y, pv, r):
             return self._derivative(tt, y, dict(zip(keys, pv, strict=True))) + r
@@ -571,10 +588,11 @@ class ODE(AbstractPKModel):
         def f_aug(tt, z, args):
             # one flat state vector [y, vec(S)]: under vmap this is several times faster
             # than a (y, S) pytree
-            pv, r = args
+            # dr: d(input rates)/dp, non-zero for modelled infusions (RATE -1/-2)
+            pv, r, dr = args
             y, S = z[:n], z[n:].reshape(n, n_p)
             dy, f_lin = jax.linearize(lambda y_, p_: f(tt, y_, p_, r), y, pv)
-            dS = jax.vmap(f_lin, in_axes=(1, 0), out_axes=1)(S, jnp.eye(n_p, dtype=dtype))
+            dS = jax.vmap(f_lin, in_axes=(1, 0), out_axes=1)(S, jnp.eye(n_p, dtype=dtype)) + dr
             return jnp.concatenate([dy, dS.reshape(-1)])
 
         if sens:
@@ -594,11 +612,11 @@ class ODE(AbstractPKModel):
 
         def segment(carry, xs):
             y, S, ok, f_end = carry
-            b0, b1, dy, r, db_k, dj_k = xs
+            b0, b1, dy, r, db_k, dj_k, dr_k = xs
             y = y + dy
             if sens:
                 S = S + jnp.outer(f_end - f(b0, y, pvec, r), db_k) + dj_k
-                y0, args = jnp.concatenate([y, S.reshape(-1)]), (pvec, r)
+                y0, args = jnp.concatenate([y, S.reshape(-1)]), (pvec, r, dr_k)
             else:
                 y0, args = y, (p, r)
             # clip with `where` (not jnp.clip): in-segment times keep no dependence on b0/b1
@@ -633,7 +651,7 @@ class ODE(AbstractPKModel):
 
         zeros = jnp.zeros(n, dtype)
         init = (zeros, jnp.zeros((n, n_p if sens else 0), dtype), jnp.asarray(True), zeros)
-        xs = (b, aux["b_next"], jump, aux["seg_rates"], db, djump)
+        xs = (b, aux["b_next"], jump, seg_rates, db, djump, drates)
         (_, _, ok, _), (ys_all, Ss_all) = jax.lax.scan(segment, init, xs)
         # ys_all: (n_seg, n_time, n_cmt) at the sorted times; pick each time's segment
         seg = aux["seg_of_t"]
@@ -657,10 +675,12 @@ class ODE(AbstractPKModel):
         ----------
         params : mapping of str to scalar
             The names in ``required``, plus optional ``F<n>`` (default 1) and ``ALAG<n>``
-            (default 0) for the 1-based CMT ``n``; every entry is also visible to ``rhs``.
+            (default 0) for the 1-based CMT ``n``, and ``R<n>`` / ``D<n>`` (needed by doses
+            with ``rate`` -1 / -2); every entry is also visible to ``rhs``.
         doses : Doses
             One subject's dose events (fields of shape (n_dose,)); ``cmt`` 0 means
-            ``default_dose_cmt``; ``rate > 0`` is a zero-order infusion, otherwise a bolus;
+            ``default_dose_cmt``; ``rate > 0`` is a zero-order infusion, ``rate`` -1 / -2
+            one with the modelled rate ``R<n>`` / duration ``D<n>``, ``0`` a bolus;
             events with ``mask`` False change nothing.
         times : array, shape (n_time,)
             Evaluation times, any order.
@@ -676,7 +696,8 @@ class ODE(AbstractPKModel):
         ModelError (a ValueError)
             A required parameter is missing; ``rhs`` returns the wrong compartments or shape;
             or, when the dose arrays are concrete, a real dose has a CMT outside
-            ``0..n_cmt``, a negative RATE, or SS 1/2 (steady state is not supported).
+            ``0..n_cmt``, a negative RATE other than -1/-2, RATE -1/-2 without its
+            ``R<n>``/``D<n>``, or SS 1/2 (steady state is not supported).
         NotImplementedError
             A derivative w.r.t. the dose records or times with ``sensitivities="forward"``.
         """

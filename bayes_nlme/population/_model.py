@@ -291,6 +291,8 @@ class Model:
                     "subject's first row) or drop those subjects."
                 )
             covs[c] = jnp.asarray(values)
+        if np.any(data.dose_mask & (data.dose_rate < 0)):
+            self._check_modeled_rates(data)
         if times is None:
             obs_time = data.obs_time
             subject, slot = data.obs_index
@@ -315,6 +317,22 @@ class Model:
             dose_ss=jnp.asarray(data.dose_ss, dtype=jnp.int32) if has_ss else None,
             dose_ii=jnp.asarray(data.dose_ii, dtype=float) if has_ss else None,
         )
+
+    def _check_modeled_rates(self, data: Dataset) -> None:
+        """RATE -1/-2 doses need ``R<n>``/``D<n>`` from ``pre``: say so before sampling
+        (under vmap a missing one would only show up as impossible proposals)."""
+        from ..pk._analytic import _modeled_rate_problem
+
+        names = dict.fromkeys(self._probe()[0], 1.0)
+        problem = _modeled_rate_problem(
+            names,
+            data.dose_cmt.ravel(),
+            data.dose_rate.ravel(),
+            data.dose_mask.ravel(),
+            self.dynamics.default_dose_cmt,
+        )
+        if problem is not None:
+            raise ModelError(f"{problem} Return it from pre(p, eta, cov).")
 
     # ------------------------------------------------------------------ one subject
     def subject(self, theta: Mapping, eta: Mapping, cov: Mapping, doses: Doses, times):
