@@ -231,14 +231,9 @@ class _LinearPK(AbstractPKModel):
                 ii = np.asarray(ii)
         except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
             return
-        n = len(self.compartments)
-        bad = mask & ((cmt < 0) | (cmt > n))
-        if bad.any():
-            raise ValueError(
-                f"{type(self).__name__} has compartments {list(self.compartments)} "
-                f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
-                f"{sorted(set(cmt[bad].tolist()))}."
-            )
+        problem = self.cmt_problem(cmt, mask)
+        if problem is not None:
+            raise ValueError(problem)
         problem = _modeled_rate_problem(params, cmt, rate, mask, self.default_dose_cmt)
         if problem is not None:
             raise ValueError(problem)

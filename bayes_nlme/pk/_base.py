@@ -47,6 +47,26 @@ class AbstractPKModel(abc.ABC):
         n = len(self.compartments)
         return tuple(f"{pre}{k}" for pre in ("F", "ALAG", "R", "D") for k in range(1, n + 1))
 
+    def cmt_problem(self, cmt, mask, who: str | None = None) -> str | None:
+        """Eager check of concrete dose CMTs: a message naming the bad CMTs, or None.
+
+        Parameters
+        ----------
+        cmt, mask : ndarray, shape (n_dose,)
+            NONMEM CMT of each dose (0 = default) and the padding mask.
+        who : str, optional
+            How the model is named in the message (default its class name).
+        """
+        n = len(self.compartments)
+        bad = mask & ((cmt < 0) | (cmt > n))
+        if not bad.any():
+            return None
+        return (
+            f"{who or type(self).__name__} has compartments {list(self.compartments)} "
+            f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
+            f"{sorted(set(cmt[bad].tolist()))}."
+        )
+
     @abc.abstractmethod
     def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
         """Amount in every compartment at the given times, for one subject.

@@ -360,14 +360,9 @@ class ODE(AbstractPKModel):
             mask = np.asarray(doses.mask, bool)
         except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
             return
-        n = len(self.compartments)
-        bad = mask & ((cmt < 0) | (cmt > n))
-        if bad.any():
-            raise ModelError(
-                f"The ODE model has compartments {list(self.compartments)} "
-                f"(CMT 1..{n}, 0 = default {self.default_dose_cmt}); got dose CMT "
-                f"{sorted(set(cmt[bad].tolist()))}."
-            )
+        problem = self.cmt_problem(cmt, mask, who="The ODE model")
+        if problem is not None:
+            raise ModelError(problem)
         problem = _modeled_rate_problem(params, cmt, rate, mask, self.default_dose_cmt)
         if problem is not None:
             raise ModelError(problem)
