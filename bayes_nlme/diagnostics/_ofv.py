@@ -181,7 +181,8 @@ def _prepare(model, data) -> tuple[Dataset, _Arrays]:
 def _n_params(model) -> int:
     k = len(model.eta_names)
     block = model.random is not None and model.random.corr is not None
-    return len(model.params) + k + (k * (k - 1) // 2 if block else 0)
+    n_theta = sum(not p.is_fixed for p in model.params.values())  # FIXed ones are not counted
+    return n_theta + k + (k * (k - 1) // 2 if block else 0)
 
 
 def _unpack(model, params: Mapping, *, check_values: bool):
@@ -194,7 +195,8 @@ def _unpack(model, params: Mapping, *, check_values: bool):
         raise ModelError(
             f"params must be a dict of population parameter values; got {type(params).__name__}."
         )
-    required = model.population_names()
+    fixed = {n: p.value for n, p in model.params.items() if p.is_fixed}
+    required = [n for n in model.population_names() if n not in fixed]
     missing = [n for n in required if n not in params]
     if missing:
         raise ModelError(
@@ -202,11 +204,11 @@ def _unpack(model, params: Mapping, *, check_values: bool):
             "(THETA and residual parameters by name, OMEGA as SDs 'omega_<eta>_sd' and, for "
             "a block OMEGA, the correlation matrix 'omega_corr')."
         )
-    scalars = [*model.params, *model.omega_sd_names()]
+    scalars = [*(n for n in model.params if n not in fixed), *model.omega_sd_names()]
     bad_shape = [n for n in scalars if jnp.shape(params[n]) != ()]
     if bad_shape:
         raise ModelError(f"Population parameters must be scalars; not so for {bad_shape}.")
-    theta = {n: jnp.asarray(params[n], dtype=float) for n in model.params}
+    theta = {n: jnp.asarray(fixed.get(n, params.get(n)), dtype=float) for n in model.params}
     k = len(model.eta_names)
     sd_list = [jnp.asarray(params[n], dtype=float) for n in model.omega_sd_names()]
     sds = jnp.stack(sd_list) if k else jnp.zeros((0,))
@@ -765,7 +767,8 @@ class _Packing:
 
     def __init__(self, model):
         self.model = model
-        self.priors = {n: p.prior for n, p in model.params.items()}
+        self.priors = {n: p.prior for n, p in model.params.items() if not p.is_fixed}
+        self.fixed = {n: p.value for n, p in model.params.items() if p.is_fixed}
         for e in model.eta_names:
             self.priors[f"omega_{e}_sd"] = model.random.sd_prior(e)
         self.scalar_names = list(self.priors)
@@ -777,6 +780,7 @@ class _Packing:
 
     def natural(self, u) -> dict:
         out = {name: self.transforms[name](u[i]) for i, name in enumerate(self.scalar_names)}
+        out.update({n: jnp.asarray(v, dtype=float) for n, v in self.fixed.items()})
         if self.block:
             n = len(self.scalar_names)
             L = self.corr_transform(u[n : n + self.n_corr])

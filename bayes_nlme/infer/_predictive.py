@@ -266,7 +266,7 @@ def _raise_on_solver_failure(model: Model, ds, sim: Mapping[str, np.ndarray]) ->
 
 
 def _known_params(model: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    need = [*model.params, *model.omega_sd_names()]
+    need = [*(n for n, p in model.params.items() if not p.is_fixed), *model.omega_sd_names()]
     block = model.random is not None and model.random.corr is not None
     if block:
         need.append("omega_corr")

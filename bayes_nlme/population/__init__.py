@@ -1,6 +1,6 @@
 """Population model: THETA with priors, IIV (OMEGA), covariates in ``pre``, residual error."""
 
-from ._error import AbstractError, Additive, Combined, Exponential, Proportional
+from ._error import AbstractError, Additive, Combined, Exponential, Power, Proportional, StudentT
 from ._model import Model, ModelData, Namespace
 from ._params import IIV, Param
 
@@ -9,7 +9,9 @@ __all__ = [
     "Additive",
     "Combined",
     "Exponential",
+    "Power",
     "Proportional",
+    "StudentT",
     "IIV",
     "Model",
     "ModelData",

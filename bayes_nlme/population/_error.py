@@ -14,7 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-__all__ = ["AbstractError", "Additive", "Proportional", "Combined", "Exponential"]
+__all__ = [
+    "AbstractError",
+    "Additive",
+    "Proportional",
+    "Combined",
+    "Exponential",
+    "Power",
+    "StudentT",
+]
 
 _TINY = 1e-12  # floor on the residual SD: IPRED = 0 with proportional error is an impossible point
 
@@ -175,3 +183,68 @@ class Exponential(AbstractError):
     def distribution(self) -> dist.Distribution:
         loc = jnp.log(jnp.maximum(self.ipred, 1e-300))
         return dist.LogNormal(loc, jnp.maximum(self.scale(), _TINY))
+
+
+@_pytree
+@dataclasses.dataclass(frozen=True)
+class Power(AbstractError):
+    """Power error: ``DV ~ N(IPRED, (sd·|IPRED|^exponent)²)``.
+
+    The residual SD grows as a power of the prediction, ``sd·|IPRED|^exponent`` (nlmixr2
+    ``pow(sd, exponent)``; NONMEM ``Y = F + THETA(s)*ABS(F)**THETA(e)*EPS(1)`` with
+    ``SIGMA`` fixed to 1). ``exponent = 1`` is :class:`Proportional`, ``exponent = 0`` is
+    :class:`Additive`.
+
+    Parameters
+    ----------
+    ipred : array
+        IPRED (DV units).
+    sd : scalar or array
+        Residual SD at ``|IPRED| = 1`` (units DV^(1 - exponent)).
+    exponent : scalar or array
+        Power of ``|IPRED|``; a fixed number or a parameter. Where IPRED is 0 the SD is 0 for
+        ``exponent > 0`` (floored at 1e-12, as for :class:`Proportional`) and ``sd`` for
+        ``exponent = 0``; the gradient with respect to ``exponent`` stays finite there.
+    """
+
+    ipred: Any
+    sd: Any
+    exponent: Any
+
+    def scale(self):
+        a = jnp.abs(self.ipred)
+        safe = jnp.where(a > 0, a, 1.0)  # keeps d/d(exponent) finite where IPRED = 0
+        factor = jnp.where(a > 0, safe**self.exponent, jnp.where(self.exponent == 0, 1.0, 0.0))
+        return self.sd * factor
+
+
+@_pytree
+@dataclasses.dataclass(frozen=True)
+class StudentT(AbstractError):
+    """Student-t error: ``DV = IPRED + sd·T``, ``T ~ t(df)`` (location-scale Student-t).
+
+    Heavier tails than :class:`Additive` make the fit robust to outlying observations
+    (a single aberrant sample pulls the population estimates much less); ``df → ∞`` is
+    :class:`Additive`. ``sd`` is the scale of the t distribution, not its SD (which is
+    ``sd·sqrt(df/(df - 2))`` for ``df > 2``). As Stan's ``student_t(df, ipred, sd)``.
+
+    Parameters
+    ----------
+    ipred : array
+        IPRED (DV units).
+    sd : scalar or array
+        Scale of the residual (DV units).
+    df : scalar or array
+        Degrees of freedom, > 0: a fixed number (e.g. 4) or a parameter with a prior on
+        positive values.
+    """
+
+    ipred: Any
+    sd: Any
+    df: Any
+
+    def scale(self):
+        return self.sd * jnp.ones_like(self.ipred)
+
+    def distribution(self) -> dist.Distribution:
+        return dist.StudentT(self.df, self.ipred, jnp.maximum(self.scale(), _TINY))

@@ -438,8 +438,19 @@ class Model:
 
     # ------------------------------------------------------------------ NumPyro
     def sample_population(self):
-        """Sample THETA and OMEGA sites; return (theta dict, ETA lower-Cholesky factor or None)."""
-        theta = {name: numpyro.sample(name, par.prior) for name, par in self.params.items()}
+        """Sample THETA and OMEGA sites; return (theta dict, ETA lower-Cholesky factor or None).
+
+        A fixed parameter (:meth:`Param.fixed`) is no sample site: it is recorded with
+        ``numpyro.deterministic`` so that it appears in the posterior with its value.
+        """
+        theta = {
+            name: (
+                numpyro.deterministic(name, jnp.asarray(par.value, dtype=float))
+                if par.is_fixed
+                else numpyro.sample(name, par.prior)
+            )
+            for name, par in self.params.items()
+        }
         if self.random is None:
             return theta, None
         sds = jnp.stack(

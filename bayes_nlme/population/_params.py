@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import numpyro.distributions as dist
 
 __all__ = ["Param", "IIV"]
@@ -13,17 +15,32 @@ __all__ = ["Param", "IIV"]
 
 @dataclasses.dataclass(frozen=True)
 class Param:
-    """A population parameter (THETA, or a residual-error SD) with its prior.
+    """A population parameter (THETA, or a residual-error SD): estimated with a prior, or fixed.
 
     Parameters
     ----------
-    prior : numpyro.distributions.Distribution
+    prior : numpyro.distributions.Distribution, optional
         Prior of the parameter on its natural scale (e.g. ``LogNormal(log(3), 1)`` for a
         clearance in L/h). Its support defines the constraint used by NUTS.
     unit : str, optional
         Unit of the parameter, reported in summaries (e.g. ``"L/h"``).
     label : str, optional
         Human description (e.g. ``"clearance for a 70 kg subject"``).
+    value : float, optional
+        Fixed value (keyword only); prefer :meth:`Param.fixed`. Exactly one of ``prior`` and
+        ``value`` is given.
+
+    Raises
+    ------
+    TypeError
+        If ``prior`` is not a numpyro distribution, or ``value`` is not a real number.
+    ValueError
+        If both or neither of ``prior`` and ``value`` are given, the prior is not scalar, or
+        the fixed value is not finite.
+
+    See Also
+    --------
+    Param.fixed : a parameter held at a value (NONMEM ``FIX``).
 
     Examples
     --------
@@ -31,13 +48,34 @@ class Param:
     >>> import bayes_nlme as bn
     >>> bn.Param(bn.dist.LogNormal(jnp.log(3.0), 1.0), unit="L/h")
     Param(LogNormal, unit='L/h')
+    >>> bn.Param.fixed(0.7, unit="mg/L")
+    Param(fixed=0.7, unit='mg/L')
     """
 
-    prior: dist.Distribution
+    prior: dist.Distribution | None = None
     unit: str | None = None
     label: str | None = None
+    value: float | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
+        if (self.prior is None) == (self.value is None):
+            raise ValueError(
+                "Param takes exactly one of a prior (an estimated parameter) or a fixed value "
+                "(Param.fixed(value)); got " + ("both." if self.prior is not None else "neither.")
+            )
+        if self.value is not None:
+            v = self.value
+            if isinstance(v, bool) or not isinstance(v, numbers.Real | np.ndarray | np.generic):
+                raise TypeError(
+                    f"Param.fixed(value) takes a real number; got {type(v).__name__}: {v!r}"
+                )
+            arr = np.asarray(v, dtype=float)
+            if arr.shape != ():
+                raise ValueError(f"Param.fixed(value) takes a scalar; got shape {arr.shape}.")
+            if not np.isfinite(arr):
+                raise ValueError(f"Param.fixed(value) must be finite; got {float(arr)}.")
+            object.__setattr__(self, "value", float(arr))
+            return
         if not isinstance(self.prior, dist.Distribution):
             raise TypeError(
                 f"Param(prior=...) takes a numpyro distribution (bayes_nlme.dist.*), got "
@@ -49,8 +87,37 @@ class Param:
                 f"{self.prior.batch_shape} and event shape {self.prior.event_shape}."
             )
 
+    @classmethod
+    def fixed(cls, value: float, unit: str | None = None, label: str | None = None) -> Param:
+        """A population parameter held at ``value`` (NONMEM ``FIX``), not estimated.
+
+        It is not a sample site: the model records it as a deterministic site, so it appears
+        in the posterior (every draw equal to ``value``) but has no prior.
+
+        Parameters
+        ----------
+        value : float
+            The fixed value, finite, on the parameter's natural scale.
+        unit, label : str, optional
+            As for :class:`Param`.
+
+        Examples
+        --------
+        >>> import bayes_nlme as bn
+        >>> bn.Param.fixed(0.7, unit="mg/L").is_fixed
+        True
+        """
+        return cls(None, unit=unit, label=label, value=value)
+
+    @property
+    def is_fixed(self) -> bool:
+        """True for a fixed parameter (:meth:`fixed`), False for one with a prior."""
+        return self.value is not None
+
     def __repr__(self) -> str:
         unit = f", unit={self.unit!r}" if self.unit else ""
+        if self.is_fixed:
+            return f"Param(fixed={self.value!r}{unit})"
         return f"Param({type(self.prior).__name__}{unit})"
 
 
