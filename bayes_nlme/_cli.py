@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     """Entry point of ``bayes-nlme``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._config import enable_compilation_cache
+
+    enable_compilation_cache()  # repeat runs reuse compiled code
     for name in ("chains", "warmup", "samples"):
         value = getattr(args, name, None)
         if value is not None and value < (1 if name != "warmup" else 0):

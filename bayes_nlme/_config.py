@@ -7,9 +7,13 @@
    :func:`bayes_nlme.fit` falls back to running chains sequentially. Set
    ``BAYES_NLME_HOST_DEVICES=N`` to choose ``N`` yourself.
 2. **float64.** PK concentrations span many orders of magnitude, so ``jax_enable_x64`` is on.
-3. **Persistent compilation cache.** Compiled XLA programs are cached on disk (default
-   ``~/.cache/bayes_nlme/jax``; ``BAYES_NLME_CACHE_DIR`` overrides it, ``BAYES_NLME_CACHE_DIR=""``
-   disables it), so a repeated fit of the same model and data shape skips most compilation.
+3. **Persistent compilation cache.** The ``bayes-nlme`` command line caches compiled XLA
+   programs on disk (default ``~/.cache/bayes_nlme/jax``), so a repeated fit of the same model
+   and data shape skips most compilation. In Python, importing bayes_nlme turns the cache on
+   only when ``BAYES_NLME_CACHE_DIR`` names a directory; ``BAYES_NLME_CACHE_DIR=""`` turns it
+   off everywhere. Why not always on: once in a long test session, JAX 0.10.2 aborted the
+   process (a native crash, no Python exception) while writing a pmap executable to the
+   cache; the CLI's repeat-run speed-up is worth that rare risk, a library import is not.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ def _configure_host_devices() -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}={count}".strip()
 
 
-def _cache_dir() -> str | None:
+def _cache_dir(default: bool) -> str | None:
     env = os.environ.get("BAYES_NLME_CACHE_DIR")
     if env is not None:
         return env or None
+    if not default:
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "bayes_nlme", "jax")
 
@@ -43,7 +49,21 @@ def configure() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cache = _cache_dir()
+    enable_compilation_cache(default=False)
+
+
+def enable_compilation_cache(default: bool = True) -> None:
+    """Turn on JAX's persistent compilation cache (see the module docstring).
+
+    Parameters
+    ----------
+    default : bool, default True
+        Use ``~/.cache/bayes_nlme/jax`` when ``BAYES_NLME_CACHE_DIR`` is unset; with False the
+        cache is only enabled when that variable names a directory.
+    """
+    import jax
+
+    cache = _cache_dir(default)
     if cache and not jax.config.jax_compilation_cache_dir:
         try:
             os.makedirs(cache, exist_ok=True)

@@ -1,10 +1,14 @@
-"""Test-suite configuration: every test runs in float64."""
+"""Test-suite configuration: every test runs in float64, without the persistent compilation
+cache (CI machines are fresh, so it cannot pay off, and JAX 0.10.2 once aborted a test session
+while writing a pmap executable to it; subprocesses inherit the setting)."""
 
-import jax
+import os
+
+os.environ["BAYES_NLME_CACHE_DIR"] = ""
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-
-import os  # noqa: E402
 
 # Plots render off-screen in tests.
 os.environ.setdefault("MPLBACKEND", "Agg")
