@@ -10,6 +10,7 @@ from numpyro.infer import Predictive
 
 from ..population._model import Model
 from ._fit import as_dataset
+from ._predictive import _flat_draws
 
 __all__ = ["predict_ipred", "time_grid"]
 
@@ -59,15 +60,8 @@ def predict_ipred(
         times = time_grid(ds, n_time)
     times = np.asarray(times, dtype=float)
     mdata = model.model_data(ds, times=times)
-    post = idata.posterior
     names = [*model.params, *model.random_site_names(), model.eta_site]
-    sites = [n for n in names if n in post]
-    n_total = post.sizes["chain"] * post.sizes["draw"]
-    pick = np.linspace(0, n_total - 1, min(n_draws, n_total)).round().astype(int)
-    samples = {}
-    for name in sites:
-        v = post[name].values
-        samples[name] = v.reshape((n_total,) + v.shape[2:])[pick]
+    samples, pick = _flat_draws(idata, names, n_draws)
     pred = Predictive(model.numpyro_model, posterior_samples=samples, return_sites=["IPRED"])
     out = pred(jax.random.PRNGKey(seed), mdata)
     ipred = np.asarray(out["IPRED"]).reshape(len(pick), *times.shape)

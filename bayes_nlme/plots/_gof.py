@@ -486,15 +486,7 @@ def plot_trace(idata, var_names: Any = None, *, path=None, **kwargs):
     """
     import arviz as az
 
-    names = _names(idata, var_names)
-    kwargs.setdefault("backend_kwargs", {"layout": "constrained"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (FutureWarning, UserWarning))
-        axes = az.plot_trace(idata, var_names=names, **kwargs)
-    fig = _figure_of(axes)
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return _arviz_plot(az.plot_trace, idata, var_names, path, kwargs)
 
 
 def plot_rank(idata, var_names: Any = None, *, path=None, **kwargs):
@@ -520,11 +512,17 @@ def plot_rank(idata, var_names: Any = None, *, path=None, **kwargs):
     """
     import arviz as az
 
+    return _arviz_plot(az.plot_rank, idata, var_names, path, kwargs)
+
+
+def _arviz_plot(plot, idata, var_names, path, kwargs):
+    """Run an ArviZ plot on the population parameters; return (and optionally save) its
+    Figure."""
     names = _names(idata, var_names)
     kwargs.setdefault("backend_kwargs", {"layout": "constrained"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (FutureWarning, UserWarning))
-        axes = az.plot_rank(idata, var_names=names, **kwargs)
+        axes = plot(idata, var_names=names, **kwargs)
     fig = _figure_of(axes)
     if path is not None:
         fig.savefig(path, dpi=120)
