@@ -22,7 +22,7 @@ from .infer import (  # noqa: E402
     simulate,
 )
 from .plots import plot_individual_fits  # noqa: E402
-from .population import IIV, Model, Param  # noqa: E402
+from .population import IIV, IOV, Model, Param  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "IIV",
+    "IOV",
     "Model",
     "ModelError",
     "Param",

@@ -3,7 +3,9 @@
 from .population._error import (
     AbstractError,
     Additive,
+    Censored,
     Combined,
+    Endpoints,
     Exponential,
     Power,
     Proportional,
@@ -13,7 +15,9 @@ from .population._error import (
 __all__ = [
     "AbstractError",
     "Additive",
+    "Censored",
     "Combined",
+    "Endpoints",
     "Exponential",
     "Power",
     "Proportional",

@@ -80,9 +80,19 @@ RULE_CASES = [
         r"EVID, row 2: EVID must be a NONMEM event code 0-4, found 7.*evid_map",
     ),
     (
-        "evid-reset",
-        {"EVID": [1, 0, 0, 4, 0, 0]},
-        r"EVID, row 3: reset events .* not supported yet .*issue #3",
+        "cens",
+        {"CENS": [0, 0, 2, 0, 0, 0]},
+        r"CENS, row 2: CENS must be 0 .* or 1 .*found 2",
+    ),
+    (
+        "cens",
+        {"CENS": [1, 0, 0, 0, 0, 0]},
+        r"CENS, row 0: CENS is 1 on records that are not observations",
+    ),
+    (
+        "lloq",
+        {"CENS": [0, 1, 0, 0, 0, 0], "LLOQ": [np.nan] * 6},
+        r"LLOQ, row 1: LLOQ is missing on censored observations",
     ),
     (
         "evid101-cmt",
@@ -512,7 +522,8 @@ def test_acop_infusion_rates():
 
 
 def test_mavoglurant_time_reset_is_rejected():
-    with pytest.raises(DatasetError, match=r"TIME decreases within 78 subjects .*own ID") as info:
+    match = r"TIME decreases within 78 subjects .*reset_on_time_decrease=True"
+    with pytest.raises(DatasetError, match=match) as info:
         read_nonmem(shared("mavoglurant.csv"))
     assert len(info.value.violations[0].rows) == 78
 

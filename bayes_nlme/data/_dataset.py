@@ -104,6 +104,23 @@ class Dataset:
         Level labels of the non-numeric covariates (code ``k`` means ``levels[k]``).
     notes : tuple of str
         Documented recodings applied while reading (e.g. EVID=101 mapped to EVID=1).
+    obs_dvid : ndarray of int32, shape (n_id, n_obs_max)
+        Code of each observation's DVID (observation type): ``dvid_levels[code]``. Zeros
+        when the dataset has no DVID column.
+    dvid_levels : tuple of str
+        DVID labels (numbers written as ``"1"``, ``"2"``, ...); empty without DVID.
+    obs_cens : ndarray of bool, shape (n_id, n_obs_max)
+        True for observations below the lower limit of quantification (CENS=1).
+    obs_lloq : ndarray of float64, shape (n_id, n_obs_max)
+        Lower limit of quantification of each observation, NaN where unknown.
+    dose_seg, obs_seg : ndarray of int32, shapes (n_id, n_dose_max), (n_id, n_obs_max)
+        Segment of each dose and observation: 0 until the subject's first reset record
+        (EVID 3 or 4), then 1, ... Doses of one segment do not reach another segment.
+    segment_covariates : dict of str to ndarray of float64, shape (n_id, n_seg_max)
+        Value of each covariate at the first record of each segment (NaN where a subject
+        has fewer segments). Equal to ``covariates`` for single-segment subjects.
+    segment_varying : tuple of str
+        Covariates whose value changes within a segment.
     """
 
     ids: np.ndarray
@@ -122,13 +139,33 @@ class Dataset:
     notes: tuple = ()
     dose_ss: np.ndarray | None = None
     dose_ii: np.ndarray | None = None
+    obs_dvid: np.ndarray | None = None
+    dvid_levels: tuple = ()
+    obs_cens: np.ndarray | None = None
+    obs_lloq: np.ndarray | None = None
+    dose_seg: np.ndarray | None = None
+    obs_seg: np.ndarray | None = None
+    segment_covariates: dict | None = None
+    segment_varying: tuple = ()
 
     def __post_init__(self) -> None:
         shape = np.shape(self.dose_time)
-        if self.dose_ss is None:
-            object.__setattr__(self, "dose_ss", np.zeros(shape, np.int32))
-        if self.dose_ii is None:
-            object.__setattr__(self, "dose_ii", np.zeros(shape, np.float64))
+        oshape = np.shape(self.obs_time)
+        defaults = {
+            "dose_ss": np.zeros(shape, np.int32),
+            "dose_ii": np.zeros(shape, np.float64),
+            "obs_dvid": np.zeros(oshape, np.int32),
+            "obs_cens": np.zeros(oshape, bool),
+            "obs_lloq": np.full(oshape, np.nan),
+            "dose_seg": np.zeros(shape, np.int32),
+            "obs_seg": np.zeros(oshape, np.int32),
+            "segment_covariates": {
+                k: np.asarray(v, np.float64)[:, None] for k, v in self.covariates.items()
+            },
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @property
     def n_id(self) -> int:
@@ -161,6 +198,18 @@ class Dataset:
     def obs_id(self) -> np.ndarray:
         """Subject ID of each observation, shape (n_obs,)."""
         return self.ids[self.obs_index[0]]
+
+    @property
+    def n_segments(self) -> np.ndarray:
+        """Number of segments (1 + resets that start one) of each subject, shape (n_id,)."""
+        d = np.where(self.dose_mask, self.dose_seg, -1).max(axis=1, initial=-1)
+        o = np.where(self.obs_mask, self.obs_seg, -1).max(axis=1, initial=-1)
+        return np.maximum(np.maximum(d, o), 0) + 1
+
+    @property
+    def has_resets(self) -> bool:
+        """Whether any subject has more than one segment (reset records, EVID 3/4)."""
+        return bool(np.any(self.n_segments > 1))
 
     def doses(self, i: int) -> Doses:
         """Dose events of subject number ``i`` (0-based position, not ID)."""

@@ -22,7 +22,7 @@ from ._rules import NUMERIC_ITEMS, RESERVED_ITEMS, DatasetError, Table, Violatio
 __all__ = ["read_nonmem"]
 
 #: Dose items NONMEM reads as 0 when blank or "." (and when the column is absent).
-_ZERO_WHEN_MISSING = ("RATE", "II", "ADDL", "SS", "CMT")
+_ZERO_WHEN_MISSING = ("RATE", "II", "ADDL", "SS", "CMT", "CENS")
 #: What pandas raises for a file that is missing, unreadable or not CSV.
 _READ_ERRORS = (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
 
@@ -33,6 +33,7 @@ def read_nonmem(
     evid_map: Mapping[float, float] | None = None,
     ss_map: Mapping[float, float] | None = None,
     covariates: Sequence[str] | None = None,
+    reset_on_time_decrease: bool = False,
 ) -> Dataset:
     """Read and validate a NONMEM-style dataset into padded per-subject arrays.
 
@@ -61,7 +62,11 @@ def read_nonmem(
         II, ADDL  dosing interval (time) and number of additional doses; default 0
         SS        steady-state flag: 0 ordinary dose, 1 steady state after a reset, 2
                   steady state added to the earlier doses (needs II > 0); default 0
-        DVID      observation type; reserved (not a covariate), not used yet
+        DVID      observation type (numbers or labels such as ``cp``/``pca``); maps each
+                  observation to a model output (see :class:`bayes_nlme.Model`, ``dvid``)
+        CENS      1 = the observation is below the lower limit of quantification (BLQ,
+                  left-censored; Monolix/nlmixr2 convention), 0 = observed; default 0
+        LLOQ      the limit of quantification; default: DV on CENS=1 rows
         ========  ======================================================================
 
         Every other column is a covariate.
@@ -74,6 +79,11 @@ def read_nonmem(
     covariates : sequence of str, optional
         Names of the covariate columns to keep (exactly as written in the input). Default:
         all columns that are not reserved.
+    reset_on_time_decrease : bool, default False
+        Read a dose record (EVID=1) where TIME decreases within a subject as EVID=4 (reset
+        and dose): the convention of datasets whose occasions restart the clock at 0 without
+        a reset code (e.g. mavoglurant). Recorded in ``notes``. Without it, such a record is
+        a ``time-order`` error.
 
     Returns
     -------
@@ -130,12 +140,23 @@ def read_nonmem(
     - EVID=101 is rxode2's "classic" code for a bolus into compartment 1 (nlmixr2data's
       theophylline data uses it); it is read as EVID=1 with CMT=1, recorded in
       ``Dataset.notes`` and warned about.
-    - Not supported yet (reported as such): reset events (EVID 3, 4), the steady-state
-      constant infusion (SS 1/2 with II=0, AMT=0, RATE > 0).
+    - Reset events: EVID=3 (reset) and EVID=4 (reset and dose) set every compartment to 0
+      at their TIME, and TIME may restart (decrease) there. Each reset starts a new
+      *segment* of the subject (``dose_seg``, ``obs_seg``, numbered from 0): doses of one
+      segment never contribute to the observations of another (NONMEM: a reset also
+      cancels the additional doses still pending from ADDL).
+    - Censoring (BLQ): an observation with CENS=1 lies below the lower limit of
+      quantification, LLOQ (the LLOQ column, or DV on that row, the Monolix/nlmixr2
+      convention). ``obs_lloq`` holds the limit of every observation of an endpoint when it
+      is known: the LLOQ column where present, else the smallest limit of that DVID's
+      censored rows (noted in ``notes``); NaN when unknown.
+    - Not supported yet (reported as such): the steady-state constant infusion (SS 1/2
+      with II=0, AMT=0, RATE > 0) and upper-limit censoring (CENS=-1).
     - A covariate's value is the subject's first record (baseline); covariates that change
-      within a subject are named in ``notes``. Non-numeric covariates are coded
-      ``0, 1, ...`` in sorted order of their levels (``covariate_levels``); missing values
-      are NaN.
+      within a subject are named in ``notes``. ``segment_covariates`` holds the value at
+      the first record of each segment (e.g. the occasion column, OCC, for IOV).
+      Non-numeric covariates are coded ``0, 1, ...`` in sorted order of their levels
+      (``covariate_levels``); missing values are NaN.
     - ``obs_row`` holds the input's index labels when they are unique integers (a CSV's
       0-based data-row numbers), otherwise 0-based positions (noted in ``notes``).
 
@@ -159,7 +180,7 @@ def read_nonmem(
     (59, 155, (59, 15))
     """
     frame, source = _load(data)
-    table, recodings = _parse(frame, evid_map, ss_map)
+    table, recodings = _parse(frame, evid_map, ss_map, reset_on_time_decrease)
     cov_columns, violations = _covariate_columns(frame, covariates)
     violations += check(table)
     if violations:
@@ -245,7 +266,9 @@ def _recoding(mapping: Mapping | None, name: str) -> list[tuple[float, float]]:
         raise TypeError(f"{name} must map numbers to numbers, got {dict(mapping)!r}") from None
 
 
-def _parse(frame: pd.DataFrame, evid_map, ss_map) -> tuple[Table, list[tuple[str, bool]]]:
+def _parse(
+    frame: pd.DataFrame, evid_map, ss_map, reset_on_time_decrease=False
+) -> tuple[Table, list[tuple[str, bool]]]:
     """Map the reserved columns, parse them, apply defaults and recodings.
 
     Returns the table for the rules and the recodings as ``(note, warn)`` pairs.
@@ -313,6 +336,19 @@ def _parse(frame: pd.DataFrame, evid_map, ss_map) -> tuple[Table, list[tuple[str
     if "ID" in cols:
         ids = frame[cols["ID"]].reset_index(drop=True)
         ids = ids.where(~_blank(ids))
+    if reset_on_time_decrease and ids is not None:
+        time = pd.Series(values["TIME"])
+        prev = time.groupby(ids.astype(object).fillna("<missing>").to_numpy()).shift()
+        restart = (time < prev).to_numpy() & (values["EVID"] == 1)
+        if restart.any():
+            values["EVID"] = np.where(restart, 4.0, values["EVID"])
+            recodings.append(
+                (
+                    f"reset_on_time_decrease: on {_n_rows(restart)}, dose records where TIME "
+                    "decreases were read as EVID=4 (reset and dose)",
+                    False,
+                )
+            )
     table = Table(
         index=frame.index,
         available=tuple(map(str, frame.columns)),
@@ -396,15 +432,22 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
         )
     o_shape = (n_id, n_obs)
 
-    # Doses: ADDL/II expanded into single events, then sorted by time within a subject.
-    dose = np.flatnonzero(evid == 1)
+    # Segments: a reset (EVID 3 or 4) starts a new one; numbered from 0 within a subject.
+    reset = np.isin(evid, (3, 4)).astype(np.int64)
+    cum = np.cumsum(reset)
+    start = np.searchsorted(codes, codes, side="left")  # each row's subject's first row
+    seg = cum - cum[start] + reset[start]  # resets since that row, itself included
+
+    # Doses: ADDL/II expanded into single events, then sorted by time within a segment.
+    dose = np.flatnonzero(np.isin(evid, (1, 4)))
     reps = table.num("ADDL")[dose].astype(np.int64) + 1
     rows = np.repeat(dose, reps)
     k = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)
     d_time = time[rows] + k * table.num("II")[rows]
     d_sub = codes[rows]
-    order = np.lexsort((d_time, d_sub))  # stable: equal times keep the record order
-    rows, d_time, d_sub, k = rows[order], d_time[order], d_sub[order], k[order]
+    d_seg = seg[rows]
+    order = np.lexsort((d_time, d_seg, d_sub))  # stable: equal times keep the record order
+    rows, d_time, d_sub, d_seg, k = rows[order], d_time[order], d_sub[order], d_seg[order], k[order]
     # the ADDL repeats (k > 0) of a steady-state record are ordinary doses
     d_ss = np.where(k == 0, table.num("SS")[rows], 0.0)
     d_ii = np.where(k == 0, table.num("II")[rows], 0.0)
@@ -412,7 +455,14 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
     n_dose = max(1, int(np.bincount(d_sub, minlength=n_id).max(initial=0)))
     d_shape = (n_id, n_dose)
 
-    covs, levels, varying = _covariates(frame, cov_columns, codes, n_id)
+    dvid_codes, dvid_levels = _dvid(frame, table, obs)
+    cens = table.num("CENS")[obs] == 1
+    lloq = _lloq(table, obs, cens, dvid_codes, dvid_levels, notes)
+
+    n_seg = int(seg.max(initial=0)) + 1
+    covs, levels, varying, seg_covs, seg_varying = _covariates(
+        frame, cov_columns, codes, n_id, seg, n_seg
+    )
     if varying:
         notes.append(
             f"covariates {', '.join(varying)} change within subjects; the baseline "
@@ -435,13 +485,63 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
         covariates=covs,
         covariate_levels=levels,
         notes=tuple(notes),
+        obs_dvid=_pad(o_sub, o_slot, dvid_codes, o_shape, np.int32),
+        dvid_levels=dvid_levels,
+        obs_cens=_pad(o_sub, o_slot, cens, o_shape, bool, False),
+        obs_lloq=_pad(o_sub, o_slot, lloq, o_shape, np.float64, np.nan),
+        dose_seg=_pad(d_sub, d_slot, d_seg, d_shape, np.int32),
+        obs_seg=_pad(o_sub, o_slot, seg[obs], o_shape, np.int32),
+        segment_covariates=seg_covs,
+        segment_varying=tuple(seg_varying),
     )
 
 
-def _covariates(frame, columns, codes, n_id):
-    """Baseline value of each covariate column; levels of the non-numeric ones."""
+def _dvid(frame, table: Table, obs: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer code of each observation's DVID, and the level labels (strings)."""
+    if not table.has("DVID"):
+        return np.zeros(len(obs), np.int64), ()
+    values = frame[table.names["DVID"]].reset_index(drop=True).iloc[obs]
+    nums, nonnum = _parse_numeric(values)
+    if not nonnum.any() and not np.isnan(nums).any():
+        labels = [f"{v:g}" for v in nums]
+        uniq = sorted(set(nums.tolist()))
+        levels = tuple(f"{v:g}" for v in uniq)
+    else:
+        labels = [str(v).strip() for v in values.astype(object)]
+        levels = tuple(sorted(set(labels)))
+    lookup = {level: k for k, level in enumerate(levels)}
+    return np.asarray([lookup[x] for x in labels], np.int64), levels
+
+
+def _lloq(table, obs, cens, dvid_codes, dvid_levels, notes) -> np.ndarray:
+    """The LLOQ of each observation (NaN where unknown); see read_nonmem's Notes."""
+    if table.has("LLOQ"):
+        return table.num("LLOQ")[obs].astype(np.float64)
+    lloq = np.full(len(obs), np.nan)
+    if not cens.any():
+        return lloq
+    dv = table.num("DV")[obs]
+    lloq[cens] = dv[cens]
+    for code in np.unique(dvid_codes[cens]):
+        same = dvid_codes == code
+        limit = float(np.min(dv[cens & same]))
+        lloq[same & ~cens] = limit
+        which = f" of DVID {dvid_levels[code]}" if dvid_levels else ""
+        notes.append(
+            f"LLOQ of the uncensored observations{which} taken as {limit:g}, the smallest "
+            "DV of its CENS=1 rows (no LLOQ column)"
+        )
+    return lloq
+
+
+def _covariates(frame, columns, codes, n_id, seg, n_seg):
+    """Baseline value of each covariate column, levels of the non-numeric ones, the names
+    that vary within subjects; the value at each segment's first record, and the names that
+    vary within segments."""
     first = np.searchsorted(codes, np.arange(n_id))
-    covs, levels, varying = {}, {}, []
+    unit = codes * n_seg + seg
+    units, seg_first = np.unique(unit, return_index=True)
+    covs, levels, varying, seg_covs, seg_varying = {}, {}, [], {}, []
     for col in columns:
         name = str(col)
         series = frame[col].reset_index(drop=True)
@@ -454,6 +554,11 @@ def _covariates(frame, columns, codes, n_id):
             values = np.full(len(series), np.nan)
             values[present] = text.map(lookup).to_numpy(np.float64)
         covs[name] = values[first]
+        by_seg = np.full((n_id, n_seg), np.nan)
+        by_seg[units // n_seg, units % n_seg] = values[seg_first]
+        seg_covs[name] = by_seg
         if (pd.Series(values).groupby(codes).nunique(dropna=False) > 1).any():
             varying.append(name)
-    return covs, levels, varying
+            if (pd.Series(values).groupby(unit).nunique(dropna=False) > 1).any():
+                seg_varying.append(name)
+    return covs, levels, varying, seg_covs, seg_varying

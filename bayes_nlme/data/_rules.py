@@ -25,8 +25,21 @@ from .._errors import BayesNLMEError
 __all__ = ["RULES", "DatasetError", "Rule", "Table", "Violation", "check"]
 
 #: Reserved NONMEM data items read as numbers, in the order they are reported.
-NUMERIC_ITEMS = ("TIME", "DV", "AMT", "EVID", "MDV", "CMT", "RATE", "II", "ADDL", "SS")
-#: All reserved items. DVID is reserved (never a covariate) but not used yet.
+NUMERIC_ITEMS = (
+    "TIME",
+    "DV",
+    "AMT",
+    "EVID",
+    "MDV",
+    "CMT",
+    "RATE",
+    "II",
+    "ADDL",
+    "SS",
+    "CENS",
+    "LLOQ",
+)
+#: All reserved items. DVID (observation type: numbers or labels) is never a covariate.
 RESERVED_ITEMS = ("ID", *NUMERIC_ITEMS, "DVID")
 
 EVID_CODES = (0, 1, 2, 3, 4)
@@ -345,6 +358,7 @@ def _time_order(t: Table) -> Iterator[Finding]:
     prev = time[ok].groupby(block[ok]).shift()  # previous timed record of the same block
     down = np.zeros(len(t), bool)
     down[prev.index[(time[prev.index] < prev).to_numpy()]] = True
+    down &= ~np.isin(t.num("EVID"), (3, 4))  # time may restart at a reset (NONMEM)
     if down.any():
         i = int(np.flatnonzero(down)[0])
         example = f"row {t.index[i]}: {_fmt(time[i])} after {_fmt(prev[i])}"
@@ -374,12 +388,23 @@ def _evid_code(t: Table) -> Iterator[Finding]:
         yield "EVID", bad, f"EVID must be a NONMEM event code 0-4, found {t.quote('EVID', bad)}"
 
 
-def _evid_reset(t: Table) -> Iterator[Finding]:
-    msg = (
-        "reset events (EVID 3 and 4) are not supported yet (reset events arrive with the "
-        "event engine, issue #3)"
-    )
-    yield "EVID", np.isin(t.num("EVID"), (3, 4)), msg
+def _cens(t: Table) -> Iterator[Finding]:
+    if not t.has("CENS"):
+        return
+    cens = t.num("CENS")
+    bad = t.obs & ~np.isin(cens, (0, 1)) & ~t.nonnumeric["CENS"]
+    msg = "CENS must be 0 (observed) or 1 (below the LLOQ, left-censored), found"
+    yield "CENS", bad, f"{msg} {t.quote('CENS', bad)}"
+    off = ~t.obs & ~np.isnan(cens) & (cens != 0)
+    yield "CENS", off, f"CENS is {t.quote('CENS', off)} on records that are not observations"
+
+
+def _lloq(t: Table) -> Iterator[Finding]:
+    if not t.has("LLOQ"):
+        return
+    censored = t.obs & (t.num("CENS") == 1)
+    bad = censored & ~np.isfinite(t.num("LLOQ")) & ~t.nonnumeric["LLOQ"]
+    yield "LLOQ", bad, "LLOQ is missing on censored observations (CENS=1)"
 
 
 def _evid101_cmt(t: Table) -> Iterator[Finding]:
@@ -496,21 +521,24 @@ def _cmt(t: Table) -> Iterator[Finding]:
 
 
 def _nondose_items(t: Table) -> Iterator[Finding]:
-    nondose = np.isin(t.num("EVID"), (0, 2))
+    nondose = np.isin(t.num("EVID"), (0, 2, 3))
     rule = "NONMEM requires the dose items AMT, RATE, II, ADDL, SS to be 0 there"
     for item in ("AMT", "RATE", "II", "ADDL", "SS"):
         v = t.num(item)
         bad = nondose & ~np.isnan(v) & (v != 0)
         if item == "SS":  # other SS values are reported by ss-code
             bad &= np.isin(v, SS_CODES)
-        msg = f"{t.label(item)} is {t.quote(item, bad)} on records that are not doses (EVID 0, 2)"
+        msg = (
+            f"{t.label(item)} is {t.quote(item, bad)} on records that are not doses (EVID 0, 2, 3)"
+        )
         yield item, bad, f"{msg}; {rule}"
 
 
 _SORT = "sort the records by ID, then TIME (a stable sort keeps the record order)"
 _OCCASIONS = (
-    "if time restarts at a new occasion, give each occasion its own ID for now (reset "
-    "records, EVID 3/4, arrive with issue #3)"
+    "if time restarts at a new occasion, start the occasion with a reset record: EVID=4 on "
+    "its first dose (reset and dose) or an EVID=3 record (reset); "
+    "read_nonmem(..., reset_on_time_decrease=True) reads a dose where TIME decreases as EVID=4"
 )
 
 #: The rules :func:`bayes_nlme.read_nonmem` applies, in the order violations are reported.
@@ -555,15 +583,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "evid-code",
         "EVID is a NONMEM event code 0-4",
-        "use 0 (observation), 1 (dose) or 2 (other event); recode another tool's codes with "
+        "use 0 (observation), 1 (dose), 2 (other event), 3 (reset) or 4 (reset and dose); "
+        "recode another tool's codes with "
         "read_nonmem(..., evid_map={old: new})",
         _evid_code,
-    ),
-    Rule(
-        "evid-reset",
-        "no reset events, EVID 3 and 4 (not supported yet)",
-        f"drop the reset records; {_OCCASIONS}",
-        _evid_reset,
     ),
     Rule(
         "evid101-cmt",
@@ -645,6 +668,20 @@ RULES: tuple[Rule, ...] = (
         "chosen II > 0 (e.g. 24), SS=1, and ADDL = the number of further intervals the "
         "infusion keeps running",
         _ss_infusion,
+    ),
+    Rule(
+        "cens",
+        "CENS is 0 or 1 on observation records, 0 or missing elsewhere",
+        "write CENS=1 on observations below the lower limit of quantification (DV or the "
+        "LLOQ column holds the limit), 0 otherwise; upper-limit censoring (CENS=-1) is not "
+        "supported",
+        _cens,
+    ),
+    Rule(
+        "lloq",
+        "censored observations have an LLOQ when the table has an LLOQ column",
+        "give the limit of quantification on every CENS=1 row",
+        _lloq,
     ),
     Rule(
         "cmt",

@@ -33,7 +33,6 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
-from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from .._errors import ModelError
@@ -150,16 +149,24 @@ def _prepare(model, data) -> tuple[Dataset, _Arrays]:
     ds = data if isinstance(data, Dataset) else read_nonmem(data)
     if ds.n_obs == 0:
         raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows) to fit.")
-    _, _, err = model._probe()
-    dv_flat = np.asarray(ds.dv, dtype=float)
-    if type(err).positive_dv and np.any(dv_flat <= 0):
-        bad = ds.obs_row[ds.obs_index][dv_flat <= 0]
-        raise ModelError(
-            f"{type(err).__name__} error needs DV > 0, but DV <= 0 on rows {bad[:20].tolist()}"
-            f"{' ...' if bad.size > 20 else ''}. Use an additive or combined error model, or "
-            "mark those rows as not observed (MDV=1) or as BLQ."
-        )
     md = model.model_data(ds)
+    unsupported = [
+        what
+        for what, present in (
+            ("several outputs (DVID endpoints)", md.obs_which is not None),
+            ("censored (BLQ) observations", md.obs_cens is not None),
+            ("reset records (EVID 3/4) or IOV", md.unit_id is not None),
+        )
+        if present
+    ]
+    if unsupported:
+        raise ModelError(
+            f"The OFV (Laplace, FOCE-I) and MAP fit support neither {' nor '.join(unsupported)} "
+            "yet; compare such models with bayes_nlme.diagnostics.loo instead."
+        )
+    from ..infer._fit import check_positive_dv
+
+    check_positive_dv(model, ds, md)
     mask = np.asarray(ds.obs_mask, dtype=bool)
     time = np.asarray(ds.obs_time, dtype=float)
     dv = np.asarray(ds.obs_dv, dtype=float)
@@ -775,8 +782,11 @@ class _Packing:
         self.transforms = {n: biject_to(p.support) for n, p in self.priors.items()}
         self.k = len(model.eta_names)
         self.block = model.random is not None and model.random.corr is not None
-        self.corr_transform = biject_to(constraints.corr_cholesky) if self.block else None
-        self.n_corr = self.k * (self.k - 1) // 2 if self.block else 0
+        # the bijection of the prior's support: block-diagonal OMEGA (IIV(blocks=...)) maps
+        # only the within-block correlations, sum of d_b (d_b - 1) / 2 coordinates
+        corr_prior = model.random.corr_prior() if self.block else None
+        self.corr_transform = biject_to(corr_prior.support) if self.block else None
+        self.n_corr = self.corr_transform.inverse_shape((self.k, self.k))[-1] if self.block else 0
 
     def natural(self, u) -> dict:
         out = {name: self.transforms[name](u[i]) for i, name in enumerate(self.scalar_names)}

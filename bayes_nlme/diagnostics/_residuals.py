@@ -20,6 +20,11 @@ Definitions (``i`` subject, ``j`` observation; posterior draws ``s = 1..S``):
 - **ETA shrinkage** (per random effect ``k``) — ``1 - SD_i(E[η_ik | y]) / ω_k`` with ``ω_k``
   the posterior median of ``omega_<k>_sd`` (Savic & Karlsson 2009, SD form).
 - **ε shrinkage** — ``1 - SD(IWRES)`` (Karlsson & Savic 2007).
+
+With several endpoints (DVID) each observation is weighted by the error model of its own
+endpoint. Censored observations (BLQ, CENS=1) have no residual: IWRES, CWRES and NPDE are NaN
+there, and NPDE decorrelates each subject's uncensored observations only (the imputation of
+Nguyen et al. 2012 is not implemented); PRED and IPRED are given.
 """
 
 from __future__ import annotations
@@ -45,8 +50,12 @@ __all__ = ["pred", "residuals", "npde", "shrinkage"]
 
 def _median_params(model: Model, idata) -> dict[str, np.ndarray]:
     post = idata.posterior
-    names = [*model.params, *model.omega_sd_names()]
-    out = {k: np.asarray(post[k].median(("chain", "draw")))[None] for k in names if k in post}
+    names = [*model.params, *model.omega_sd_names(), *model.random_site_names()]
+    out = {
+        k: np.asarray(post[k].median(("chain", "draw")))[None]
+        for k in dict.fromkeys(names)
+        if k in post and k != "omega_corr_chol"
+    }
     if "omega_corr_chol" in post:
         corr = np.asarray(post["omega_corr"].median(("chain", "draw")))
         out["omega_corr_chol"] = np.linalg.cholesky(corr)[None]
@@ -74,6 +83,8 @@ def pred(model: Model, data: Any, idata) -> np.ndarray:
     values = _median_params(model, idata)
     if model.eta_names:
         values[model.eta_site] = np.zeros((1, ds.n_id, len(model.eta_names)))
+    if model.iov is not None:
+        values["z_kappa"] = np.zeros((1, ds.n_id, mdata.n_occ, len(model.kappa_names)))
     out = Predictive(model.numpyro_model, posterior_samples=values, return_sites=["IPRED"])(
         jax.random.PRNGKey(0), mdata
     )
@@ -109,10 +120,13 @@ def npde(
     ysim = np.asarray(sims.predictions[name].values[0])  # (K, n_obs)
     yobs = np.asarray(ds.dv)
     subj = ds.obs_index[0]
-    out = np.empty_like(yobs)
+    cens = ds.obs_cens[ds.obs_index]
+    out = np.full_like(yobs, np.nan)
     k = ysim.shape[0]
     for i in np.unique(subj):
-        cols = np.nonzero(subj == i)[0]
+        cols = np.nonzero((subj == i) & ~cens)[0]
+        if cols.size == 0:
+            continue
         ys = ysim[:, cols]
         mean = ys.mean(axis=0)
         cov = np.atleast_2d(np.cov(ys, rowvar=False))
@@ -124,7 +138,7 @@ def npde(
         out[cols] = np.clip(pde, 1 / (2 * k), 1 - 1 / (2 * k))
     from jax.scipy.stats import norm
 
-    return np.asarray(norm.ppf(out))
+    return np.where(np.isnan(out), np.nan, np.asarray(norm.ppf(np.nan_to_num(out, nan=0.5))))
 
 
 def residuals(
@@ -159,31 +173,38 @@ def residuals(
     ipred = np.median(ipred_draws, axis=0)
     # residual SD at IPRED with median residual parameters: evaluate the error model
     med = {k: float(post[k].median()) for k in model.params}
-    scale = _error_scale(model, med, ipred)
+    scale = _error_scale(model, med, ipred, model.model_data(ds).obs_which)
     if "posterior_predictive" not in idata.groups() or name not in idata.posterior_predictive:
         sample_posterior_predictive(model, ds, idata, seed=seed)
     yrep = idata.posterior_predictive[name].values.reshape(-1, ds.n_obs)
     dv = np.asarray(ds.dv)
     s, j = ds.obs_index
-    return xr.Dataset(
-        {
-            "ID": ("obs", np.asarray(ds.obs_id)),
-            "TIME": ("obs", ds.obs_time[s, j]),
-            "DV": ("obs", dv),
-            "PRED": ("obs", pred(model, ds, idata)),
-            "IPRED": ("obs", ipred),
-            "IWRES": ("obs", (dv - ipred) / scale),
-            "CWRES": ("obs", (dv - yrep.mean(axis=0)) / yrep.std(axis=0, ddof=1)),
-            "NPDE": ("obs", npde(model, ds, idata, n_sim=n_sim, seed=seed)),
-        },
-        coords={"obs": np.arange(ds.n_obs)},
-    )
+    cens = ds.obs_cens[s, j]
+    variables = {
+        "ID": ("obs", np.asarray(ds.obs_id)),
+        "TIME": ("obs", ds.obs_time[s, j]),
+        "DV": ("obs", dv),
+        "PRED": ("obs", pred(model, ds, idata)),
+        "IPRED": ("obs", ipred),
+        "IWRES": ("obs", np.where(cens, np.nan, (dv - ipred) / scale)),
+        "CWRES": (
+            "obs",
+            np.where(cens, np.nan, (dv - yrep.mean(axis=0)) / yrep.std(axis=0, ddof=1)),
+        ),
+        "NPDE": ("obs", npde(model, ds, idata, n_sim=n_sim, seed=seed)),
+    }
+    if ds.dvid_levels:
+        variables["DVID"] = ("obs", np.asarray(ds.dvid_levels)[ds.obs_dvid[s, j]])
+    if cens.any():
+        variables["CENS"] = ("obs", cens.astype(int))
+    return xr.Dataset(variables, coords={"obs": np.arange(ds.n_obs)})
 
 
-def _error_scale(model: Model, theta: dict, ipred: np.ndarray) -> np.ndarray:
+def _error_scale(model: Model, theta: dict, ipred: np.ndarray, which=None) -> np.ndarray:
     """Residual SD of the model's error model, at population parameters ``theta``, evaluated
     at the given IPRED values (error models whose parameters depend on individual
-    parameters are evaluated for a typical subject)."""
+    parameters are evaluated for a typical subject); ``which`` picks each observation's
+    output for a model with several."""
     import jax.numpy as jnp
 
     from ..data._dataset import Doses
@@ -195,9 +216,13 @@ def _error_scale(model: Model, theta: dict, ipred: np.ndarray) -> np.ndarray:
     cov = {k: jnp.asarray(1.0) for k in model.covariates}
     theta = {k: jnp.asarray(v) for k, v in theta.items()}
     _, out = model.subject(theta, eta, cov, doses, jnp.ones(1))
-    (err,) = out.values()
-    err = jax.tree_util.tree_map(lambda x: x[0], err)
-    return np.asarray(dataclasses.replace(err, ipred=jnp.asarray(ipred)).scale())
+    scales = []
+    for err in out.values():
+        err = jax.tree_util.tree_map(lambda x: x[0], err)
+        scales.append(np.asarray(dataclasses.replace(err, ipred=jnp.asarray(ipred)).scale()))
+    if len(scales) == 1:
+        return scales[0]
+    return np.choose(np.asarray(which), scales)
 
 
 def shrinkage(model: Model, idata, res=None) -> dict[str, float]:

@@ -52,7 +52,7 @@ def init_to_typical(site=None, num_samples: int = 201):
         return functools.partial(init_to_typical, num_samples=num_samples)
     if site["type"] == "sample" and not site["is_observed"]:
         shape = site["fn"].shape(site["kwargs"].get("sample_shape", ()))
-        if site["name"] in ("z_eta", "eta_centered"):
+        if site["name"] in ("z_eta", "eta_centered", "z_kappa"):
             return jnp.zeros(shape)
         if site["name"] == "omega_corr_chol":
             return jnp.broadcast_to(jnp.eye(shape[-1]), shape)
@@ -157,18 +157,12 @@ def fit(
     >>> idata = bn.fit(model, data, warmup=200, samples=200)  # doctest: +SKIP
     """
     ds = as_dataset(data)
-    mdata = model.model_data(ds)
-    _, obs_name, err = model._probe()
-    dv = np.asarray(ds.dv, dtype=float)
     if ds.n_obs == 0:
         raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows) to fit.")
-    if type(err).positive_dv and np.any(dv <= 0):
-        bad = ds.obs_row[ds.obs_index][dv <= 0]
-        raise ModelError(
-            f"{type(err).__name__} error needs DV > 0, but DV <= 0 on rows {bad[:20].tolist()}"
-            f"{' ...' if bad.size > 20 else ''}. Use an additive or combined error model, or "
-            "mark those rows as not observed (MDV=1) or as BLQ."
-        )
+    mdata = model.model_data(ds)
+    obs_name = model.output_name()
+    dv = np.asarray(ds.dv, dtype=float)
+    check_positive_dv(model, ds, mdata)
     method = chain_method or _chain_method(chains)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty() and not os.environ.get("CI")
@@ -206,15 +200,35 @@ def fit(
     return idata
 
 
+def check_positive_dv(model: Model, ds: Dataset, mdata) -> None:
+    """ModelError naming the rows where an error model that needs DV > 0 meets DV <= 0."""
+    need = model.positive_required(mdata)
+    dv = np.asarray(ds.dv, dtype=float)
+    bad_obs = need & (dv <= 0)
+    if np.any(bad_obs):
+        bad = ds.obs_row[ds.obs_index][bad_obs]
+        raise ModelError(
+            f"Exponential (log-normal) error needs DV > 0, but DV <= 0 on rows "
+            f"{bad[:20].tolist()}{' ...' if bad.size > 20 else ''}. Use an additive or "
+            "combined error model, or mark those rows as not observed (MDV=1) or as BLQ "
+            "(CENS=1)."
+        )
+
+
 def model_coords(model: Model, ds: Dataset) -> dict:
-    """ArviZ coordinates: the dataset's subject IDs, observation index, ETA names, dose slot."""
-    return {
+    """ArviZ coordinates: the dataset's subject IDs, observation index, ETA names, dose slot,
+    and with IOV the occasions (``OCC``) and KAPPA names."""
+    coords = {
         "ID": np.asarray(ds.ids),
         "obs": np.arange(ds.n_obs),
         "eta": list(model.eta_names),
         "eta_": list(model.eta_names),
         "dose": np.arange(ds.dose_time.shape[1]),
     }
+    if model.iov is not None:
+        coords["OCC"] = model.occasion_values(ds)
+        coords["kappa"] = list(model.kappa_names)
+    return coords
 
 
 def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
@@ -226,8 +240,11 @@ def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
     dims["omega_corr"] = ["eta", "eta_"]
     dims["omega_corr_chol"] = ["eta", "eta_"]
     dims["IPRED"] = ["obs"]
+    dims["BLQ"] = ["obs"]
     dims["solver_ok"] = ["ID"]
     dims[obs_name] = ["obs"]
+    dims.update({f"kappa_{n}": ["ID", "OCC"] for n in model.kappa_names})
+    dims["z_kappa"] = ["ID", "OCC", "kappa"]
     return dims
 
 
@@ -250,6 +267,14 @@ def constant_data(model: Model, ds: Dataset) -> tuple[dict, dict]:
         "AMT": ["ID", "dose"],
         "RATE": ["ID", "dose"],
     }
+    if ds.dvid_levels:
+        data["DVID"] = np.asarray(ds.dvid_levels, dtype=object)[ds.obs_dvid[s, j]].astype(str)
+        dims["DVID"] = ["obs"]
+    if ds.obs_cens[s, j].any() or np.isfinite(ds.obs_lloq[s, j]).any():
+        data["CENS"] = ds.obs_cens[s, j].astype(int)
+        data["LLOQ"] = ds.obs_lloq[s, j]
+        dims["CENS"] = ["obs"]
+        dims["LLOQ"] = ["obs"]
     by_lower = {k.lower(): k for k in ds.covariates}
     for c in model.covariates:
         data[c] = np.asarray(ds.covariates[by_lower[c.lower()]])

@@ -32,6 +32,7 @@ def predict_ipred(
     n_time: int = 100,
     n_draws: int = 200,
     seed: int = 0,
+    output: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of IPRED for each subject on a time grid.
 
@@ -48,6 +49,8 @@ def predict_ipred(
     n_draws : int, default 200
         Number of posterior draws used, evenly thinned over all chains.
     seed : int, default 0
+    output : str, optional
+        For a model with several outputs (endpoints): which one (default the first).
 
     Returns
     -------
@@ -59,7 +62,7 @@ def predict_ipred(
     if times is None:
         times = time_grid(ds, n_time)
     times = np.asarray(times, dtype=float)
-    mdata = model.model_data(ds, times=times)
+    mdata = model.model_data(ds, times=times, output=output)
     names = [*model.params, *model.random_site_names(), model.eta_site]
     samples, pick = _flat_draws(idata, names, n_draws)
     pred = Predictive(model.numpyro_model, posterior_samples=samples, return_sites=["IPRED"])

@@ -45,8 +45,9 @@ def _flat_draws(idata, names, n_draws=None, seed=0):
 
 def _site_groups(model: Model, result: Mapping[str, np.ndarray], obs_name: str):
     """Split simulated sites into parameter-like sites and the simulated observations."""
-    params = {k: v for k, v in result.items() if k not in (obs_name, f"loglik_{obs_name}")}
-    return params, {obs_name: result[obs_name]}
+    obs_sites = (obs_name, "BLQ")
+    params = {k: v for k, v in result.items() if k not in (*obs_sites, f"loglik_{obs_name}")}
+    return params, {k: result[k] for k in obs_sites if k in result}
 
 
 def _as_chain_draw(d: Mapping[str, np.ndarray], n_chain: int) -> dict[str, np.ndarray]:
@@ -128,17 +129,18 @@ def sample_posterior_predictive(
     n_chain = post.sizes["chain"]
     per_chain = post.sizes["draw"] if n_draws is None else max(1, n_draws // n_chain)
     sub = post.isel(draw=np.linspace(0, post.sizes["draw"] - 1, per_chain).round().astype(int))
-    names = [*model.params, *model.random_site_names(), model.eta_site]
+    names = [*model.params, *model.random_site_names(), model.eta_site, "z_kappa"]
     samples = {k: sub[k].values.reshape((-1,) + sub[k].shape[2:]) for k in names if k in sub}
-    pred = Predictive(model.numpyro_model, posterior_samples=samples, return_sites=[obs_name])
-    sim = np.asarray(pred(jax.random.PRNGKey(seed), mdata)[obs_name])
-    sim = sim.reshape(n_chain, per_chain, -1)
+    sites = [obs_name] + (["BLQ"] if mdata.obs_lloq is not None else [])
+    pred = Predictive(model.numpyro_model, posterior_samples=samples, return_sites=sites)
+    out = pred(jax.random.PRNGKey(seed), mdata)
+    sim = {k: np.asarray(out[k]).reshape(n_chain, per_chain, -1) for k in sites}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         group = az.from_dict(
-            posterior_predictive={obs_name: sim},
+            posterior_predictive=sim,
             coords={"obs": np.arange(ds.n_obs), "draw": sub["draw"].values},
-            dims={obs_name: ["obs"]},
+            dims={k: ["obs"] for k in sites},
         )
     if "posterior_predictive" in idata.groups():
         del idata.posterior_predictive
@@ -217,9 +219,10 @@ def simulate(
                     f"etas='fitted' needs every design ID among the fitted subjects; IDs "
                     f"{missing} were not fitted. Use etas='new' for new subjects."
                 )
-            z, _ = _flat_draws(source, [model.eta_site], n_draws)
+            z, _ = _flat_draws(source, [model.eta_site, "z_kappa"], n_draws)
             pos = [fitted_ids.index(i) for i in np.asarray(ds.ids).tolist()]
-            samples[model.eta_site] = z[model.eta_site][:, pos]
+            for site, draws in z.items():
+                samples[site] = draws[:, pos]
     elif isinstance(source, Mapping):
         if etas == "fitted":
             raise ModelError("etas='fitted' needs a fit (InferenceData) as source, not a dict.")
@@ -232,7 +235,14 @@ def simulate(
     pred = Predictive(model.numpyro_model, posterior_samples=samples)
     sim = {k: np.asarray(v) for k, v in pred(jax.random.PRNGKey(seed), mdata).items()}
     _raise_on_solver_failure(model, ds, sim)
-    keep = {obs_name, "IPRED", *(f"eta_{n}" for n in model.eta_names), *model._probe()[0]}
+    keep = {
+        obs_name,
+        "IPRED",
+        "BLQ",
+        *(f"eta_{n}" for n in model.eta_names),
+        *(f"kappa_{n}" for n in model.kappa_names),
+        *model._probe()[0],
+    }
     keep.discard("solver_ok")
     sim = _as_chain_draw({k: v for k, v in sim.items() if k in keep}, 1)
     cdata, cdims = constant_data(model, ds)
@@ -267,6 +277,8 @@ def _raise_on_solver_failure(model: Model, ds, sim: Mapping[str, np.ndarray]) ->
 
 def _known_params(model: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     need = [*(n for n, p in model.params.items() if not p.is_fixed), *model.omega_sd_names()]
+    if model.iov is not None:
+        need += model.iov.sd_names()
     block = model.random is not None and model.random.corr is not None
     if block:
         need.append("omega_corr")

@@ -14,7 +14,8 @@ import numpyro.distributions as dist
 from .._errors import ModelError
 from ..data._dataset import Dataset, Doses
 from ..pk._base import AbstractPKModel
-from ._error import AbstractError
+from ._error import AbstractError, Censored, Endpoints
+from ._iov import IOV
 from ._params import IIV, Param
 
 __all__ = ["Model", "ModelData", "Namespace"]
@@ -60,19 +61,40 @@ class Namespace(Mapping):
 class ModelData(NamedTuple):
     """The arrays a compiled model needs (a JAX pytree; built by :meth:`Model.model_data`).
 
+    The structural model is evaluated per *unit*: a subject, or one segment of a subject
+    when the dataset has reset records (EVID 3/4) or the model has IOV. Without resets and
+    IOV, units are subjects (``unit_id`` is None).
+
     Attributes
     ----------
-    dose_time, dose_amt, dose_rate, dose_cmt, dose_mask : arrays, shape (n_id, n_dose_max)
-    obs_time : array, shape (n_id, n_obs_max)
-        Times at which the model is evaluated for each subject.
-    obs_subject, obs_slot : int arrays, shape (n_obs,)
+    dose_time, dose_amt, dose_rate, dose_cmt, dose_mask : arrays, shape (n_unit, n_dose_max)
+    obs_time : array, shape (n_unit, n_time_max)
+        Times at which the model is evaluated for each unit.
+    obs_unit, obs_slot : int arrays, shape (n_obs,)
         Position of each entry of the flat ``obs`` vector in the padded ``obs_time``.
-    covariates : dict of str to array, shape (n_id,)
-        The covariates the model declares.
-    dose_ss, dose_ii : arrays, shape (n_id, n_dose_max), or None
+    covariates : dict of str to array, shape (n_unit,)
+        The covariates the model declares (the value at the start of the unit's segment).
+    dose_ss, dose_ii : arrays, shape (n_unit, n_dose_max), or None
         Steady-state flag (int) and interval of each dose (see :class:`bayes_nlme.data.Doses`).
         :meth:`Model.model_data` leaves both None when the dataset has no steady-state dose,
         which keeps the structural model on its path without steady-state terms.
+    id_index : int array, shape (n_id,)
+        ``0, ..., n_id - 1`` (its length is the number of subjects, plate ``ID``).
+    unit_id : int array, shape (n_unit,), or None
+        Subject of each unit; None when units are subjects.
+    unit_occ : int array, shape (n_unit,), or None
+        Occasion (index into ``occ_index``) of each unit, with IOV; else None.
+    occ_index : int array, shape (n_occ,), or None
+        ``0, ..., n_occ - 1`` with IOV (plate ``OCC``); else None.
+    id_covariates : dict of str to array, shape (n_id,), or None
+        Baseline covariates per subject when units are not subjects.
+    obs_which : int array, shape (n_obs,), or None
+        Output (index into the model's outputs) of each observation, for models with several
+        outputs (endpoints, DVID); None for one output.
+    obs_cens : bool array, shape (n_obs,), or None
+        Censored (BLQ) observations; None when there are none.
+    obs_lloq : float array, shape (n_obs,), or None
+        LLOQ of each observation (NaN where unknown); None when unknown everywhere.
     """
 
     dose_time: Any
@@ -81,15 +103,23 @@ class ModelData(NamedTuple):
     dose_cmt: Any
     dose_mask: Any
     obs_time: Any
-    obs_subject: Any
+    obs_unit: Any
     obs_slot: Any
     covariates: dict
     dose_ss: Any = None
     dose_ii: Any = None
+    id_index: Any = None
+    unit_id: Any = None
+    unit_occ: Any = None
+    occ_index: Any = None
+    id_covariates: Any = None
+    obs_which: Any = None
+    obs_cens: Any = None
+    obs_lloq: Any = None
 
     @property
     def doses(self) -> Doses:
-        """All subjects' dose events as one :class:`Doses` (fields (n_id, n_dose_max))."""
+        """All units' dose events as one :class:`Doses` (fields (n_unit, n_dose_max))."""
         return Doses(
             self.dose_time,
             self.dose_amt,
@@ -102,11 +132,40 @@ class ModelData(NamedTuple):
 
     @property
     def n_id(self) -> int:
+        """Number of subjects."""
+        if self.id_index is None:
+            return self.dose_time.shape[0]
+        return self.id_index.shape[0]
+
+    @property
+    def n_unit(self) -> int:
+        """Number of units (subjects, or subject segments)."""
         return self.dose_time.shape[0]
 
     @property
     def n_obs(self) -> int:
-        return self.obs_subject.shape[0]
+        return self.obs_unit.shape[0]
+
+    @property
+    def n_occ(self) -> int:
+        return 0 if self.occ_index is None else self.occ_index.shape[0]
+
+
+_DOSE_FIELDS = {
+    "time": np.float64,
+    "amt": np.float64,
+    "rate": np.float64,
+    "cmt": np.int32,
+    "ss": np.int32,
+    "ii": np.float64,
+}
+
+
+def _dvid_label(value) -> str:
+    """A DVID value as the dataset's labels write it (numbers as ``"1"``, ``"2.5"``)."""
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return f"{float(value):g}"
+    return str(value).strip()
 
 
 def _check_identifier_names(names: Sequence[str], what: str) -> None:
@@ -142,9 +201,21 @@ class Model:
         One-subject observation model: ``amounts.<Compartment>`` are arrays of shape
         ``(n_obs_max,)`` at the subject's observation times (``amounts.t`` holds the times),
         ``ind`` the individual parameters. Returns ``{"DV": error_model}`` with an error model
-        from :mod:`bayes_nlme.error` whose ``ipred`` is the prediction of DV.
+        from :mod:`bayes_nlme.error` whose ``ipred`` is the prediction of DV; or several
+        outputs (endpoints), e.g. ``{"cp": Combined(...), "pca": Additive(...)}``, each
+        observation following the output its DVID names (see ``dvid``).
     covariates : sequence of str, optional
-        Dataset columns ``pre`` uses (baseline value per subject). Matched case-insensitively.
+        Dataset columns ``pre`` uses (baseline value per subject; the value at the start of
+        each occasion for datasets with reset records). Matched case-insensitively.
+    iov : IOV, optional
+        Inter-occasion variability (``eta.kappa_<name>`` in ``pre``).
+    dvid : mapping, optional
+        DVID value -> output name, e.g. ``{1: "cp", 2: "pca"}``. Default: a DVID label
+        equal to an output's name maps to it (warfarin's ``cp``/``pca``), and a model with
+        one output takes every observation.
+    blq : {"M3", "M4"}, default "M3"
+        Likelihood of censored observations (CENS=1 rows; see
+        :class:`bayes_nlme.error.Censored`, Beal 2001). Used only when the data have some.
     name : str, optional
         Name used in reports.
 
@@ -185,6 +256,9 @@ class Model:
         dynamics: AbstractPKModel,
         derived: Callable,
         covariates: Sequence[str] = (),
+        iov: IOV | None = None,
+        dvid: Mapping | None = None,
+        blq: str = "M3",
         name: str | None = None,
     ):
         if not isinstance(params, Mapping) or not params:
@@ -211,6 +285,18 @@ class Model:
         self.dynamics = dynamics
         self.derived = derived
         self.covariates = tuple(covariates)
+        if iov is not None and not isinstance(iov, IOV):
+            raise ModelError(f"Model(iov=...) takes bn.IOV(...) or None; got {iov!r}.")
+        self.iov = iov
+        if dvid is not None and not isinstance(dvid, Mapping):
+            raise ModelError(
+                f"Model(dvid=...) maps DVID values to output names, e.g. {{1: 'cp', 2: 'pca'}}; "
+                f"got {dvid!r}."
+            )
+        self.dvid = None if dvid is None else {_dvid_label(k): str(v) for k, v in dvid.items()}
+        if blq not in ("M3", "M4"):
+            raise ModelError(f"Model(blq=...) is 'M3' or 'M4' (Beal 2001); got {blq!r}.")
+        self.blq = blq
         self.name = name or "model"
         clash = sorted(set(self.params) & set(self.random_site_names()))
         if clash:
@@ -232,17 +318,27 @@ class Model:
         """``omega_<name>_sd`` for each random effect."""
         return [f"omega_{n}_sd" for n in self.eta_names]
 
+    @property
+    def kappa_names(self) -> tuple[str, ...]:
+        """Names of the inter-occasion random effects (empty without IOV)."""
+        return tuple(self.iov.names) if self.iov is not None else ()
+
     def random_site_names(self) -> list[str]:
         names = self.omega_sd_names()
         if self.random is not None and self.random.corr is not None:
             names.append("omega_corr_chol")
+        if self.iov is not None:
+            names += self.iov.sd_names()
         return names
 
     def population_names(self) -> list[str]:
-        """Population-level posterior variables: THETA, OMEGA SDs (and ``omega_corr``)."""
+        """Population-level posterior variables: THETA, OMEGA SDs (and ``omega_corr``),
+        IOV SDs."""
         names = list(self.params) + self.omega_sd_names()
         if self.random is not None and self.random.corr is not None:
             names.append("omega_corr")
+        if self.iov is not None:
+            names += self.iov.sd_names()
         return names
 
     def units(self) -> dict[str, str]:
@@ -256,7 +352,9 @@ class Model:
         )
 
     # ------------------------------------------------------------------ data
-    def model_data(self, data: Dataset, times: np.ndarray | None = None) -> ModelData:
+    def model_data(
+        self, data: Dataset, times: np.ndarray | None = None, output: str | None = None
+    ) -> ModelData:
         """Arrays for :meth:`numpyro_model`, checked against this model.
 
         Parameters
@@ -266,13 +364,18 @@ class Model:
         times : ndarray, shape (n_id, n_time), optional
             Evaluate the model at these times instead of the observation times (every entry
             becomes an element of ``obs``); used for prediction curves.
+        output : str, optional
+            With ``times``: the output to evaluate (default: the first one ``derived``
+            returns).
 
         Raises
         ------
         ModelError
-            If a declared covariate is absent from the dataset or missing for some subjects.
+            If a declared covariate is absent from the dataset or missing for some subjects;
+            if the dataset's DVID values do not map onto the model's outputs; if an IOV
+            occasion column is absent, missing, or changes without a reset; if ``times`` is
+            given for a dataset with reset records.
         """
-        covs = {}
         by_lower = {k.lower(): k for k in data.covariates}
         missing = [c for c in self.covariates if c.lower() not in by_lower]
         if missing:
@@ -290,33 +393,194 @@ class Model:
                     f"{data.ids[nan].tolist()}. Fill it in the dataset (baseline value on each "
                     "subject's first row) or drop those subjects."
                 )
-            covs[c] = jnp.asarray(values)
         if np.any(data.dose_mask & (data.dose_rate < 0)):
             self._check_modeled_rates(data)
-        if times is None:
-            obs_time = data.obs_time
-            subject, slot = data.obs_index
-        else:
-            obs_time = np.asarray(times, dtype=float)
-            if obs_time.ndim != 2 or obs_time.shape[0] != data.n_id:
-                raise ModelError(
-                    f"times must have shape (n_id={data.n_id}, n_time); got {obs_time.shape}."
-                )
-            subject, slot = np.nonzero(np.ones(obs_time.shape, dtype=bool))
+        units = self._units(data) if (data.has_resets or self.iov is not None) else None
+        if times is not None and units is not None:
+            raise ModelError(
+                "Prediction curves at chosen times (times=...) are not available for datasets "
+                "with reset records or models with IOV yet: evaluate at the observation "
+                "times, or read each occasion as its own subject for plotting."
+            )
         has_ss = bool(np.any((np.asarray(data.dose_ss) > 0) & np.asarray(data.dose_mask, bool)))
-        return ModelData(
-            dose_time=jnp.asarray(data.dose_time, dtype=float),
-            dose_amt=jnp.asarray(data.dose_amt, dtype=float),
-            dose_rate=jnp.asarray(data.dose_rate, dtype=float),
-            dose_cmt=jnp.asarray(data.dose_cmt, dtype=jnp.int32),
-            dose_mask=jnp.asarray(data.dose_mask, dtype=bool),
-            obs_time=jnp.asarray(obs_time, dtype=float),
-            obs_subject=jnp.asarray(subject, dtype=jnp.int32),
-            obs_slot=jnp.asarray(slot, dtype=jnp.int32),
-            covariates=covs,
-            dose_ss=jnp.asarray(data.dose_ss, dtype=jnp.int32) if has_ss else None,
-            dose_ii=jnp.asarray(data.dose_ii, dtype=float) if has_ss else None,
+        out_names = self.output_names()
+        if times is None:
+            s, j = data.obs_index
+            which = self._obs_which(data, out_names)
+            cens = np.asarray(data.obs_cens[s, j], bool)
+            lloq = np.asarray(data.obs_lloq[s, j], float)
+        else:
+            times = np.asarray(times, dtype=float)
+            if times.ndim != 2 or times.shape[0] != data.n_id:
+                raise ModelError(
+                    f"times must have shape (n_id={data.n_id}, n_time); got {times.shape}."
+                )
+            s, j = np.nonzero(np.ones(times.shape, dtype=bool))
+            if output is not None and output not in out_names:
+                raise ModelError(f"output {output!r} is not one of the outputs {out_names}.")
+            k = out_names.index(output) if output is not None else 0
+            which = np.full(s.shape, k) if len(out_names) > 1 else None
+            cens = np.zeros(s.shape, bool)
+            lloq = np.full(s.shape, np.nan)
+        fields = dict(
+            obs_which=None if which is None else jnp.asarray(which, jnp.int32),
+            obs_cens=jnp.asarray(cens) if cens.any() else None,
+            obs_lloq=jnp.asarray(np.where(cens | np.isfinite(lloq), lloq, np.nan))
+            if np.isfinite(lloq).any()
+            else None,
+            id_index=jnp.arange(data.n_id, dtype=jnp.int32),
         )
+        if units is None:
+            covs = {
+                c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
+            }
+            return ModelData(
+                dose_time=jnp.asarray(data.dose_time, dtype=float),
+                dose_amt=jnp.asarray(data.dose_amt, dtype=float),
+                dose_rate=jnp.asarray(data.dose_rate, dtype=float),
+                dose_cmt=jnp.asarray(data.dose_cmt, dtype=jnp.int32),
+                dose_mask=jnp.asarray(data.dose_mask, dtype=bool),
+                obs_time=jnp.asarray(data.obs_time if times is None else times, dtype=float),
+                obs_unit=jnp.asarray(s, dtype=jnp.int32),
+                obs_slot=jnp.asarray(j, dtype=jnp.int32),
+                covariates=covs,
+                dose_ss=jnp.asarray(data.dose_ss, dtype=jnp.int32) if has_ss else None,
+                dose_ii=jnp.asarray(data.dose_ii, dtype=float) if has_ss else None,
+                **fields,
+            )
+        return self._unit_data(data, units, has_ss, by_lower, fields)
+
+    def _units(self, data: Dataset) -> list[tuple[int, int]]:
+        """(subject, segment) of every segment holding a dose or an observation."""
+        units = []
+        for i in range(data.n_id):
+            segs = set(data.dose_seg[i][data.dose_mask[i]].tolist())
+            segs |= set(data.obs_seg[i][data.obs_mask[i]].tolist())
+            units += [(i, g) for g in sorted(segs)]
+        return units
+
+    def _occasions(self, data: Dataset, units) -> tuple[np.ndarray, np.ndarray]:
+        """Occasion code of each unit and the occasion values (IOV)."""
+        col = self.iov.occasion
+        by_lower = {k.lower(): k for k in data.segment_covariates}
+        if col.lower() not in by_lower:
+            raise ModelError(
+                f"IOV(occasion={col!r}): the dataset has no such column; its columns other "
+                f"than NONMEM items are {sorted(data.covariates) or 'none'}."
+            )
+        name = by_lower[col.lower()]
+        if name in data.segment_varying:
+            raise ModelError(
+                f"The occasion column {name!r} changes within a segment (between two reset "
+                "records) for some subjects. Each occasion must start with a reset: EVID=4 on "
+                "its first dose or an EVID=3 record; read_nonmem(..., "
+                "reset_on_time_decrease=True) does this where TIME restarts."
+            )
+        occ = np.array([data.segment_covariates[name][i, g] for i, g in units])
+        if np.isnan(occ).any():
+            bad = sorted({data.ids[i] for (i, _), o in zip(units, occ, strict=True) if np.isnan(o)})
+            raise ModelError(f"The occasion column {name!r} is missing for subjects {bad}.")
+        values = np.unique(occ)
+        return np.searchsorted(values, occ), values
+
+    def _unit_data(self, data: Dataset, units, has_ss: bool, by_lower, fields) -> ModelData:
+        n_unit = len(units)
+        d_lists, o_lists = [], []
+        for i, g in units:
+            d_lists.append(np.flatnonzero(data.dose_mask[i] & (data.dose_seg[i] == g)))
+            o_lists.append(np.flatnonzero(data.obs_mask[i] & (data.obs_seg[i] == g)))
+        n_dose = max(1, max(len(x) for x in d_lists))
+        n_time = max(1, max(len(x) for x in o_lists))
+        d = {k: np.zeros((n_unit, n_dose), t) for k, t in _DOSE_FIELDS.items()}
+        d["mask"] = np.zeros((n_unit, n_dose), bool)
+        obs_time = np.zeros((n_unit, n_time))
+        where = {}
+        for u, ((i, _), dl, ol) in enumerate(zip(units, d_lists, o_lists, strict=True)):
+            for k in _DOSE_FIELDS:
+                d[k][u, : len(dl)] = getattr(data, f"dose_{k}")[i, dl]
+            d["mask"][u, : len(dl)] = True
+            obs_time[u, : len(ol)] = data.obs_time[i, ol]
+            for slot, jj in enumerate(ol):
+                where[(i, int(jj))] = (u, slot)
+        s, j = data.obs_index
+        pos = np.array([where[(int(a), int(b))] for a, b in zip(s, j, strict=True)]).reshape(-1, 2)
+        unit_id = np.array([i for i, _ in units])
+        seg_idx = np.array([g for _, g in units])
+        covs = {}
+        for c in self.covariates:
+            seg_values = data.segment_covariates[by_lower[c.lower()]][unit_id, seg_idx]
+            base = np.asarray(data.covariates[by_lower[c.lower()]], float)[unit_id]
+            covs[c] = jnp.asarray(np.where(np.isnan(seg_values), base, seg_values), float)
+        id_covs = {
+            c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
+        }
+        unit_occ = occ_index = None
+        if self.iov is not None:
+            codes, values = self._occasions(data, units)
+            unit_occ = jnp.asarray(codes, jnp.int32)
+            occ_index = jnp.arange(len(values), dtype=jnp.int32)
+        return ModelData(
+            dose_time=jnp.asarray(d["time"]),
+            dose_amt=jnp.asarray(d["amt"]),
+            dose_rate=jnp.asarray(d["rate"]),
+            dose_cmt=jnp.asarray(d["cmt"]),
+            dose_mask=jnp.asarray(d["mask"]),
+            obs_time=jnp.asarray(obs_time),
+            obs_unit=jnp.asarray(pos[:, 0], jnp.int32),
+            obs_slot=jnp.asarray(pos[:, 1], jnp.int32),
+            covariates=covs,
+            dose_ss=jnp.asarray(d["ss"]) if has_ss else None,
+            dose_ii=jnp.asarray(d["ii"]) if has_ss else None,
+            unit_id=jnp.asarray(unit_id, jnp.int32),
+            unit_occ=unit_occ,
+            occ_index=occ_index,
+            id_covariates=id_covs,
+            **fields,
+        )
+
+    def occasion_values(self, data: Dataset) -> np.ndarray:
+        """The values of the IOV occasion column (the ``OCC`` coordinates)."""
+        if self.iov is None:
+            return np.zeros(0)
+        return self._occasions(data, self._units(data))[1]
+
+    def _obs_which(self, data: Dataset, out_names: list[str]) -> np.ndarray | None:
+        """Index of the output of each observation (None for a one-output model)."""
+        s, j = data.obs_index
+        codes = np.asarray(data.obs_dvid[s, j])
+        levels = list(data.dvid_levels)
+        used = sorted(set(codes.tolist())) if levels else []
+        if len(out_names) == 1 and self.dvid is None:
+            if len(used) > 1:
+                raise ModelError(
+                    f"The dataset has observations of several types, DVID "
+                    f"{[levels[c] for c in used]}, but derived(...) returns one output "
+                    f"{out_names}. Return one error model per type, e.g. "
+                    "{'cp': ..., 'pca': ...}, and map DVID values to them with "
+                    "Model(dvid={...}) unless the DVID labels are the output names."
+                )
+            return None
+        if not levels:
+            if len(out_names) > 1:
+                raise ModelError(
+                    f"derived(...) returns several outputs {out_names}, but the dataset has no "
+                    "DVID column saying which output each observation is. Add a DVID column."
+                )
+            return None
+        mapping = self.dvid if self.dvid is not None else {n: n for n in out_names}
+        unmapped = [levels[c] for c in used if levels[c] not in mapping]
+        unknown = sorted({v for v in mapping.values() if v not in out_names})
+        if unmapped or unknown:
+            raise ModelError(
+                f"DVID values {unmapped} have no output" * bool(unmapped)
+                + ("; " if unmapped and unknown else "")
+                + f"Model(dvid=...) names outputs {unknown} that derived(...) does not return"
+                * bool(unknown)
+                + f". The dataset's DVID values are {levels}; the model's outputs are "
+                f"{out_names}. Map them with Model(dvid={{value: output, ...}})."
+            )
+        per_level = np.array([out_names.index(mapping.get(lv, out_names[0])) for lv in levels])
+        return per_level[codes]
 
     def _check_modeled_rates(self, data: Dataset) -> None:
         """RATE -1/-2 doses need ``R<n>``/``D<n>`` from ``pre``: say so before sampling
@@ -373,16 +637,7 @@ class Model:
             no NaN reaches values or gradients); always True for analytic models.
         """
         p = Namespace("p (population parameters)", theta)
-        ind = self.pre(p, Namespace("eta", eta), Namespace("cov (covariates)", cov))
-        if not isinstance(ind, Mapping):
-            raise ModelError(f"pre(p, eta, cov) must return a dict; got {type(ind).__name__}.")
-        missing = [k for k in self.dynamics.required if k not in ind]
-        if missing:
-            raise ModelError(
-                f"pre(p, eta, cov) must return {list(self.dynamics.required)} for "
-                f"{self.dynamics!r}; missing {missing} (returned {sorted(ind)})."
-            )
-        ind = {k: jnp.asarray(v, dtype=float) for k, v in ind.items()}
+        ind = self.individual(theta, eta, cov)
         solve = getattr(self.dynamics, "solve_status", None)
         if solve is None:  # analytic models cannot fail
             amounts, ok = self.dynamics.amounts(ind, doses, times), jnp.asarray(True)
@@ -405,21 +660,79 @@ class Model:
                 f"derived(...) must map each output to an error model from bayes_nlme.error "
                 f"(Additive, Proportional, Combined, Exponential); not so for {bad}."
             )
-        if len(out) != 1:
-            raise ModelError(
-                f"derived(...) returned {len(out)} outputs {sorted(out)}; one observed output "
-                "per model is supported so far (multiple endpoints via DVID arrive with "
-                "issue #4)."
-            )
         shape = jnp.shape(times)
         return ind, {k: v.broadcast(shape) for k, v in out.items()}, ok
 
+    def individual(self, theta: Mapping, eta: Mapping, cov: Mapping) -> dict:
+        """``pre`` for ONE subject, checked: the individual parameters as float arrays.
+
+        With IOV, ``eta`` holds ``kappa_<name>`` too; missing ones are taken as 0 (the
+        subject's parameters without occasion effects).
+        """
+        eta = dict(eta)
+        for n in self.kappa_names:
+            eta.setdefault(f"kappa_{n}", jnp.asarray(0.0))
+        p = Namespace("p (population parameters)", theta)
+        ind = self.pre(p, Namespace("eta", eta), Namespace("cov (covariates)", cov))
+        if not isinstance(ind, Mapping):
+            raise ModelError(f"pre(p, eta, cov) must return a dict; got {type(ind).__name__}.")
+        missing = [k for k in self.dynamics.required if k not in ind]
+        if missing:
+            raise ModelError(
+                f"pre(p, eta, cov) must return {list(self.dynamics.required)} for "
+                f"{self.dynamics!r}; missing {missing} (returned {sorted(ind)})."
+            )
+        return {k: jnp.asarray(v, dtype=float) for k, v in ind.items()}
+
+    def combine(self, outputs: Mapping, which=None, cens=None, lloq=None) -> AbstractError:
+        """One error model for the flat ``obs`` vector from the outputs of :meth:`subject`.
+
+        Parameters
+        ----------
+        outputs : dict of str to AbstractError
+            Every output, fields gathered onto the observations (shape (n_obs,)), in the
+            order ``derived`` returns them.
+        which : int array, shape (n_obs,), optional
+            Output of each observation (:attr:`ModelData.obs_which`); required for several
+            outputs.
+        cens, lloq : arrays, shape (n_obs,), optional
+            Censored observations and their limits (:attr:`ModelData.obs_cens`/``obs_lloq``):
+            the result is :class:`bayes_nlme.error.Censored` with the model's ``blq`` method.
+        """
+        errs = list(outputs.values())
+        if len(errs) == 1:
+            err = errs[0]
+        else:
+            if which is None:
+                raise ModelError(f"several outputs {list(outputs)} need the DVID of each obs.")
+            err = Endpoints(tuple(errs), which)
+        if cens is not None:
+            if self.blq == "M4" and not err.can_truncate():
+                raise ModelError(
+                    "blq='M4' needs error models of the normal family (Additive, "
+                    "Proportional, Combined, Power) or Exponential; use blq='M3'."
+                )
+            lloq = jnp.where(cens, jnp.nan_to_num(lloq), 0.0)
+            err = Censored(err, cens, lloq, method=self.blq)
+        return err
+
     def output_name(self) -> str:
-        """Name of the observed output (the NumPyro site of DV), e.g. ``"DV"``."""
-        return self._probe()[1]
+        """Name of the observed NumPyro site: the output's name (e.g. ``"DV"``) for a model
+        with one output, ``"DV"`` for several (endpoints)."""
+        names = self.output_names()
+        return names[0] if len(names) == 1 else "DV"
+
+    def output_names(self) -> list[str]:
+        """The outputs ``derived`` returns, in its order (e.g. ``["cp", "pca"]``)."""
+        return list(self._probe_outputs()[1])
 
     def _probe(self):
-        """Trace ``subject`` once on dummy values: (individual-parameter names, output, error)."""
+        """Trace ``subject`` once on dummy values: (individual-parameter names, observed site
+        name, error model of the first output)."""
+        ind, out = self._probe_outputs()
+        return list(ind), self.output_name(), next(iter(out.values()))
+
+    def _probe_outputs(self):
         doses = Doses(
             jnp.zeros(1),
             jnp.ones(1),
@@ -431,10 +744,19 @@ class Model:
         )
         theta = {k: jnp.asarray(1.0) for k in self.params}
         eta = {k: jnp.asarray(0.0) for k in self.eta_names}
+        eta.update({f"kappa_{k}": jnp.asarray(0.0) for k in self.kappa_names})
         cov = {k: jnp.asarray(1.0) for k in self.covariates}
-        ind, out = jax.eval_shape(lambda: self.subject(theta, eta, cov, doses, jnp.ones(2)))
-        ((name, err),) = out.items()
-        return list(ind), name, err
+        return jax.eval_shape(lambda: self.subject(theta, eta, cov, doses, jnp.ones(2)))
+
+    def positive_required(self, data: ModelData) -> np.ndarray:
+        """Observations whose error model needs DV > 0 (Exponential), shape (n_obs,);
+        censored observations excluded."""
+        kinds = [type(e).positive_dv for e in self._probe_outputs()[1].values()]
+        which = np.zeros(data.n_obs, int) if data.obs_which is None else np.asarray(data.obs_which)
+        out = np.asarray(kinds)[which]
+        if data.obs_cens is not None:
+            out &= ~np.asarray(data.obs_cens)
+        return out
 
     # ------------------------------------------------------------------ NumPyro
     def sample_population(self):
@@ -463,6 +785,23 @@ class Model:
         numpyro.deterministic("omega_corr", chol @ chol.T)
         return theta, sds[:, None] * chol
 
+    def sample_iov(self, data: ModelData) -> dict:
+        """Sample the IOV SDs and KAPPAs (non-centred); return ``kappa_<name>`` arrays of
+        shape (n_id, n_occ) (an empty dict without IOV)."""
+        if self.iov is None:
+            return {}
+        sds = jnp.stack(
+            [numpyro.sample(f"omega_iov_{n}_sd", self.iov.sd_prior(n)) for n in self.kappa_names]
+        )
+        k = len(self.kappa_names)
+        with numpyro.plate("ID", data.n_id, dim=-1):
+            z = numpyro.sample("z_kappa", dist.Normal(0.0, 1.0).expand([data.n_occ, k]).to_event(2))
+        kappa = z * sds
+        return {
+            f"kappa_{n}": numpyro.deterministic(f"kappa_{n}", kappa[..., i])
+            for i, n in enumerate(self.kappa_names)
+        }
+
     def numpyro_model(self, data: ModelData, DV=None):
         """The plain NumPyro model (inspect it, wrap it with handlers, or copy it).
 
@@ -478,9 +817,11 @@ class Model:
         Sites: every population parameter; ``omega_<name>_sd``; ``omega_corr_chol`` (block
         OMEGA only); ``z_eta`` (plate ``ID``, shape (n_id, n_eta), the non-centred standard
         normal draws; ``eta_centered`` instead with ``IIV(centered=True)``);
-        deterministic ``eta_<name>`` and individual parameters (plate ``ID``),
-        ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and, when ``DV`` is given,
-        its pointwise log-likelihood ``loglik_<site>``.
+        deterministic ``eta_<name>`` and individual parameters (plate ``ID``); with IOV
+        ``omega_iov_<name>_sd``, ``z_kappa`` (n_id, n_occ, n_kappa) and ``kappa_<name>``
+        (n_id, n_occ); ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and,
+        when ``DV`` is given, its pointwise log-likelihood ``loglik_<site>``; when
+        simulating with known LLOQs, ``BLQ`` (plate ``obs``): the draw is below the LLOQ.
         """
         theta, chol = self.sample_population()
         n_id = data.n_id
@@ -500,7 +841,8 @@ class Model:
             }
         else:
             eta = {}
-        ind, outputs, ok = self.predict_subjects(theta, eta, data)
+        kappa = self.sample_iov(data)
+        ind, err, ok = self.predict_subjects(theta, eta, data, kappa=kappa, combined=True)
         if hasattr(self.dynamics, "solve_status"):
             # A failed ODE solve makes the proposal impossible (log density -inf) instead of
             # NaN; ``solver_ok`` lets simulations name the subjects that failed.
@@ -508,38 +850,70 @@ class Model:
             numpyro.factor("solver_failure", jnp.where(jnp.all(ok), 0.0, -jnp.inf))
         for k, v in ind.items():
             numpyro.deterministic(k, jnp.broadcast_to(v, (n_id,)))
-        ((name, err),) = outputs.items()
+        name = self.output_name()
         numpyro.deterministic("IPRED", err.ipred)
         with numpyro.plate("obs", data.n_obs):
-            numpyro.sample(name, err.distribution(), obs=DV)
+            y = numpyro.sample(name, err.distribution(), obs=DV)
         if DV is not None:
             # Pointwise log-likelihood, computed once per kept draw inside the compiled
             # sampling loop (cheaper than a separate pass afterwards).
             numpyro.deterministic(f"loglik_{name}", err.distribution().log_prob(DV))
+        elif data.obs_lloq is not None:
+            numpyro.deterministic("BLQ", y < data.obs_lloq)
 
-    def predict_subjects(self, theta: Mapping, eta: Mapping, data: ModelData):
-        """Vectorised ``subject`` over all subjects, outputs gathered onto the flat ``obs``.
+    def predict_subjects(
+        self,
+        theta: Mapping,
+        eta: Mapping,
+        data: ModelData,
+        kappa: Mapping | None = None,
+        combined: bool = False,
+    ):
+        """Vectorised ``subject`` over all units, outputs gathered onto the flat ``obs``.
 
         Parameters
         ----------
         theta : mapping of str to scalar
         eta : mapping of str to array, shape (n_id,)
         data : ModelData
+        kappa : mapping of str to array, shape (n_id, n_occ), optional
+            ``kappa_<name>`` with IOV (0 when omitted).
+        combined : bool, default False
+            Return one error model for the ``obs`` vector (:meth:`combine`: endpoints and
+            censoring applied) instead of the dict of outputs.
 
         Returns
         -------
         ind : dict of str to array, shape (n_id,)
-        outputs : dict of str to AbstractError with fields of shape (n_obs,)
+            Individual parameters per subject (with IOV: without the occasion effects).
+        outputs : dict of str to AbstractError with fields of shape (n_obs,), or one
+            AbstractError when ``combined``
         ok : bool array, shape (n_id,)
-            False where the structural model's solver failed (always True for analytic
-            models); the amounts of such subjects are placeholders.
+            False where the structural model's solver failed for some unit of the subject
+            (always True for analytic models); the amounts of such units are placeholders.
         """
         doses = data.doses
+        kappa = dict(kappa or {})
+        if data.unit_id is None:
+            eta_u, cov_u = dict(eta), data.covariates
+        else:
+            eta_u = {k: v[data.unit_id] for k, v in eta.items()}
+            for n in self.kappa_names:
+                kap = kappa.get(f"kappa_{n}")
+                eta_u[f"kappa_{n}"] = (
+                    jnp.zeros(data.n_unit) if kap is None else kap[data.unit_id, data.unit_occ]
+                )
+            cov_u = data.covariates
 
         def one(eta_i, cov_i, doses_i, times_i):
             return self.subject_status(theta, eta_i, cov_i, doses_i, times_i)
 
-        ind, outputs, ok = jax.vmap(one)(eta, data.covariates, doses, data.obs_time)
-        s, j = data.obs_subject, data.obs_slot
+        ind, outputs, ok = jax.vmap(one)(eta_u, cov_u, doses, data.obs_time)
+        s, j = data.obs_unit, data.obs_slot
         outputs = {k: jax.tree_util.tree_map(lambda x: x[s, j], v) for k, v in outputs.items()}
+        if data.unit_id is not None:
+            ind = jax.vmap(lambda e, c: self.individual(theta, e, c))(eta, data.id_covariates)
+            ok = jnp.ones(data.n_id, jnp.int32).at[data.unit_id].min(ok.astype(jnp.int32)) > 0
+        if combined:
+            outputs = self.combine(outputs, data.obs_which, data.obs_cens, data.obs_lloq)
         return ind, outputs, ok
