@@ -10,7 +10,7 @@ _configure()
 
 import numpyro.distributions as dist  # noqa: E402
 
-from . import datasets, error, pk  # noqa: E402
+from . import covariate, datasets, error, pk  # noqa: E402
 from ._errors import BayesNLMEError, ModelError  # noqa: E402
 from .data import Dataset, DatasetError, read_nonmem  # noqa: E402
 from .diagnostics import summary  # noqa: E402
@@ -22,25 +22,37 @@ from .infer import (  # noqa: E402
     simulate,
 )
 from .plots import plot_individual_fits  # noqa: E402
-from .population import IIV, IOV, Model, Param  # noqa: E402
+from .population import (  # noqa: E402
+    IIV,
+    IOV,
+    BlockLKJCholesky,
+    HalfStudentT,
+    Model,
+    Param,
+    posterior_as_prior,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesNLMEError",
+    "BlockLKJCholesky",
     "Dataset",
     "DatasetError",
+    "HalfStudentT",
     "IIV",
     "IOV",
     "Model",
     "ModelError",
     "Param",
+    "covariate",
     "datasets",
     "dist",
     "error",
     "fit",
     "pk",
     "plot_individual_fits",
+    "posterior_as_prior",
     "predict_ipred",
     "read_nonmem",
     "sample_posterior_predictive",

@@ -7,7 +7,8 @@ tutorial:
 - structural: one compartment, IV bolus (``bn.pk.Central1``);
 - covariates: CL and V proportional to body weight (WT, kg); V larger by the fraction
   ``apgar_v`` when the 5-minute Apgar score is below 5:
-  ``CL = tvcl·WT·exp(ETA_CL)``, ``V = tvv·WT·(1 + apgar_v·[APGR < 5])·exp(ETA_V)``;
+  ``CL = tvcl·WT·exp(ETA_CL)``, ``V = tvv·WT·(1 + apgar_v·[APGR < 5])·exp(ETA_V)``,
+  written with ``bn.covariate.power`` and ``bn.covariate.categorical``;
 - IIV: log-normal on CL and V, diagonal OMEGA; residual: proportional (``prop_sd``).
 
 Parameters: ``tvcl`` (L/h per kg), ``tvv`` (L per kg), ``apgar_v`` (fraction, > -0.9),
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 
 import bayes_nlme as bn
 from bayes_nlme import dist
+from bayes_nlme.covariate import categorical, power
 
 model = bn.Model(
     name="pheno",
@@ -32,9 +34,14 @@ model = bn.Model(
         prop_sd=bn.Param(dist.HalfNormal(0.3), label="proportional residual SD"),
     ),
     random=bn.IIV(["cl", "v"], sd=dist.HalfNormal(0.5)),
+    # CL and V proportional to WT: a power model with exponent 1 and reference 1 kg (tvcl,
+    # tvv are per kg); Apgar < 5 as a two-level categorical effect (level 1 = Apgar < 5).
     pre=lambda p, eta, cov: dict(
-        CL=p.tvcl * cov.WT * jnp.exp(eta.cl),
-        V=p.tvv * cov.WT * (1 + p.apgar_v * (cov.APGR < 5)) * jnp.exp(eta.v),
+        CL=p.tvcl * power(cov.WT, 1.0, 1) * jnp.exp(eta.cl),
+        V=p.tvv
+        * power(cov.WT, 1.0, 1)
+        * categorical(cov.APGR < 5, {1: p.apgar_v})
+        * jnp.exp(eta.v),
     ),
     dynamics=bn.pk.Central1(),
     derived=lambda p, a, ind: dict(DV=bn.error.Proportional(a.Central / ind.V, sd=p.prop_sd)),

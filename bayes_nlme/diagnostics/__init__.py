@@ -5,7 +5,7 @@ shrinkage, PSIS-LOO and model comparison, and for NONMEM users the objective fun
 from ._loo import compare, loo, subject_log_likelihood, subject_marginal_log_likelihood
 from ._ofv import MAPResult, OFVResult, focei_ofv, laplace_ofv, map_fit, ofv_function
 from ._residuals import npde, pred, residuals, shrinkage
-from ._summary import convergence, population_names, summary
+from ._summary import convergence, omega_table, population_names, summary
 
 __all__ = [
     "MAPResult",
@@ -18,6 +18,7 @@ __all__ = [
     "map_fit",
     "npde",
     "ofv_function",
+    "omega_table",
     "population_names",
     "pred",
     "residuals",

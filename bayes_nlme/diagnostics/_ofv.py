@@ -189,7 +189,12 @@ def _n_params(model) -> int:
     k = len(model.eta_names)
     block = model.random is not None and model.random.corr is not None
     n_theta = sum(not p.is_fixed for p in model.params.values())  # FIXed ones are not counted
-    return n_theta + k + (k * (k - 1) // 2 if block else 0)
+    if not block:
+        return n_theta + k
+    # the correlations the prior's support leaves free: k(k-1)/2 for a full block, the
+    # within-block pairs for a block-diagonal OMEGA
+    n_corr = biject_to(model.random.corr_prior().support).inverse_shape((k, k))[-1]
+    return n_theta + k + int(n_corr)
 
 
 def _unpack(model, params: Mapping, *, check_values: bool):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-__all__ = ["convergence", "population_names", "summary"]
+__all__ = ["convergence", "omega_table", "population_names", "summary"]
 
 COLUMNS = [
     "unit",
@@ -52,7 +53,12 @@ def summary(idata, var_names: list[str] | None = None):
         ArviZ), and ``iiv_cv%`` for the IIV SDs ``omega_<name>_sd``: the posterior median of
         ``100·sqrt(exp(ω²) − 1)``, the exact CV of a log-normally distributed individual
         parameter (≈ 100·ω for small ω; NaN for other rows). ``table.attrs`` holds
-        :func:`convergence` (divergences, chains, draws).
+        :func:`convergence` (divergences, chains, draws). Correlations that are 0 in every
+        draw (between blocks of a block-diagonal OMEGA, ``IIV(blocks=...)``) are left out.
+
+    See Also
+    --------
+    omega_table : OMEGA as SDs, variances, CV% and correlations/covariances, with 90% CrIs.
 
     Examples
     --------
@@ -71,7 +77,10 @@ def summary(idata, var_names: list[str] | None = None):
         )
     if "omega_corr" in names:
         order = {n: k for k, n in enumerate(idata.posterior["omega_corr"].coords["eta"].values)}
-        table = table[[not _is_redundant_corr(label, order) for label in table.index]]
+        zero = _structural_zero_corr(idata)
+        table = table[
+            [not _is_redundant_corr(label, order) and label not in zero for label in table.index]
+        ]
     units = {n: idata.posterior[n].attrs.get("unit", "") for n in names}
     table.insert(0, "unit", [units.get(i.split("[")[0], "") for i in table.index])
     cv = []
@@ -134,3 +143,120 @@ def _is_redundant_corr(label: str, order: dict) -> bool:
         return False
     a, b = label[len("omega_corr[") : -1].split(", ")
     return order[a] <= order[b]
+
+
+def _corr_label(a: str, b: str) -> str:
+    return f"omega_corr[{a}, {b}]"
+
+
+def _structural_zero_corr(idata) -> set[str]:
+    """Labels ``omega_corr[a, b]`` that are exactly 0 in every draw (off-block pairs)."""
+    if "omega_corr" not in idata.posterior:
+        return set()
+    corr = idata.posterior["omega_corr"]
+    names = [str(n) for n in corr.coords["eta"].values]
+    zero = np.all(corr.values == 0, axis=(0, 1))
+    return {
+        _corr_label(a, b) for i, a in enumerate(names) for j, b in enumerate(names) if zero[i, j]
+    }
+
+
+def omega_table(idata, prob: float = 0.9):
+    r"""OMEGA of a fit as NONMEM and Monolix users read it: SDs, variances, CV% and
+    correlations (and covariances), each with its posterior median and central interval.
+
+    For each random effect ``n`` with SD :math:`\omega_n` (``omega_<n>_sd``), computed draw
+    by draw:
+
+    - ``omega_<n>_sd``: :math:`\omega_n`, the SD of :math:`\eta_n` (Monolix ``omega_n``);
+    - ``omega_<n>_var``: :math:`\omega_n^2`, the diagonal element of OMEGA (NONMEM
+      ``$OMEGA``);
+    - ``omega_<n>_cv%``: :math:`100\sqrt{\exp(\omega_n^2) - 1}`, the exact CV of a
+      log-normally distributed individual parameter :math:`P = \mathrm{TV}\,e^{\eta_n}`
+      (the ``iiv_cv%`` of :func:`summary`; :math:`\approx 100\,\omega_n` for small
+      :math:`\omega_n`, the CV% NONMEM users often quote). Meaningful for exponential
+      (log-normal) IIV only.
+
+    and, for each pair :math:`a \ne b` of a block OMEGA (lower triangle, in the order of the
+    ETAs; pairs that are 0 in every draw, between blocks of ``IIV(blocks=...)``, are left
+    out):
+
+    - ``omega_corr[a, b]``: the correlation :math:`\rho_{ab}`;
+    - ``omega_cov[a, b]``: the covariance :math:`\rho_{ab}\,\omega_a\,\omega_b`, the
+      off-diagonal element of NONMEM's ``$OMEGA BLOCK``.
+
+    Inter-occasion SDs ``omega_iov_<n>_sd`` (``bn.IOV``) get the same three rows, with
+    ``eta`` ``iov_<n>``. Medians and intervals are of the transformed draws (for the
+    monotone transforms of one SD they equal the transforms of the SD's quantiles).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Result of :func:`bayes_nlme.fit` with IIV.
+    prob : float, default 0.9
+        Mass of the equal-tailed credible interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the labels above (per ETA: sd, var, cv%; then per pair: corr, cov). Columns:
+        ``eta`` (the ETA name, or ``"a, b"`` for a pair), ``quantity`` (``"sd"``, ``"var"``,
+        ``"cv%"``, ``"corr"``, ``"cov"``), ``mean``, ``median``, and the interval bounds
+        named by their quantiles (``"5%"``, ``"95%"`` for ``prob=0.9``). Empty for a model
+        without IIV.
+
+    Raises
+    ------
+    ValueError
+        If ``prob`` is not in (0, 1).
+
+    Examples
+    --------
+    >>> bn.diagnostics.omega_table(idata).loc["omega_cl_cv%", "median"]  # doctest: +SKIP
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1); got {prob}.")
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    lo_name, hi_name = f"{100 * lo_q:g}%", f"{100 * hi_q:g}%"
+    post = idata.posterior
+    names = [
+        n[len("omega_") : -len("_sd")]
+        for n in population_names(idata)
+        if n.startswith("omega_") and n.endswith("_sd")
+    ]
+    rows, index = [], []
+
+    def add(label, eta, quantity, draws):
+        draws = np.asarray(draws, dtype=float).ravel()
+        index.append(label)
+        rows.append(
+            {
+                "eta": eta,
+                "quantity": quantity,
+                "mean": float(np.mean(draws)),
+                "median": float(np.median(draws)),
+                lo_name: float(np.quantile(draws, lo_q)),
+                hi_name: float(np.quantile(draws, hi_q)),
+            }
+        )
+
+    sds = {n: np.asarray(post[f"omega_{n}_sd"].values, dtype=float) for n in names}
+    for n in names:
+        w = sds[n]
+        add(f"omega_{n}_sd", n, "sd", w)
+        add(f"omega_{n}_var", n, "var", w**2)
+        add(f"omega_{n}_cv%", n, "cv%", 100 * np.sqrt(np.expm1(w**2)))
+    if "omega_corr" in post:
+        corr = post["omega_corr"]
+        order = [str(e) for e in corr.coords["eta"].values]
+        values = np.asarray(corr.values, dtype=float)
+        zero = _structural_zero_corr(idata)
+        for i, a in enumerate(order):
+            for j, b in enumerate(order[:i]):
+                if _corr_label(a, b) in zero:
+                    continue
+                r = values[:, :, i, j]
+                add(_corr_label(a, b), f"{a}, {b}", "corr", r)
+                add(f"omega_cov[{a}, {b}]", f"{a}, {b}", "cov", r * sds[a] * sds[b])
+    columns = ["eta", "quantity", "mean", "median", lo_name, hi_name]
+    return pd.DataFrame(rows, index=pd.Index(index, dtype=object), columns=columns)
