@@ -28,6 +28,8 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/theophylline.py
+	$(BIN)/python bench/ode_vs_analytic.py --quick --diffrax
+	$(BIN)/python bench/ode_scaling.py --quick --diffrax
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayes_nlme tests model_zoo bench

@@ -226,8 +226,10 @@ def test_gradients_vs_analytic_and_finite_differences(lag, f):
 
 
 def test_forward_and_reverse_sensitivities_agree():
-    # "forward" (the default: sensitivity equations, custom_jvp) and "reverse" (diffrax's
-    # RecursiveCheckpointAdjoint through the solver) give the same values and gradients
+    # "forward" (the default: sensitivity equations, custom_jvp, built-in integrator) and
+    # "reverse" (diffrax's RecursiveCheckpointAdjoint through the solver) give the same
+    # values and gradients; forward sensitivities through diffrax take the very same steps
+    # as the reverse mode
     analytic = Depots1Central1()
     p, doses = canonical(analytic)
 
@@ -238,12 +240,15 @@ def test_forward_and_reverse_sensitivities_agree():
         return jax.jit(jax.value_and_grad(loss))(p)
 
     v_fwd, g_fwd = value_and_grad(ode_cached(Depots1Central1))
+    v_dfx, g_dfx = value_and_grad(ode_cached(Depots1Central1, integrator="diffrax"))
     v_rev, g_rev = value_and_grad(ode_cached(Depots1Central1, sensitivities="reverse"))
     v_ref, g_ref = value_and_grad(analytic)
-    assert float(v_fwd) == pytest.approx(float(v_rev), rel=1e-13)  # same steps
+    assert float(v_dfx) == pytest.approx(float(v_rev), rel=1e-13)  # same steps
+    assert float(v_fwd) == pytest.approx(float(v_rev), rel=1e-9)
     assert float(v_fwd) == pytest.approx(float(v_ref), rel=1e-9)
     for name in ("KA", "CL", "V", "ALAG1", "F1", "F2"):
         assert float(g_fwd[name]) == pytest.approx(float(g_ref[name]), rel=1e-6), name
+        assert float(g_dfx[name]) == pytest.approx(float(g_ref[name]), rel=1e-6), name
         assert float(g_rev[name]) == pytest.approx(float(g_ref[name]), rel=1e-5), name
 
 
@@ -533,3 +538,76 @@ def test_metadata():
     p = {k: BASE[k] for k in model.required}
     out = model.amounts(p, make_doses([0.0], [100.0]), np.array([0.0]))
     np.testing.assert_allclose(out, [[0.0, 100.0, 0.0]], atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. the built-in integrator: other tableaus, robustness, parallel chains
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", [diffrax.Dopri5(), diffrax.Dopri8()])
+def test_builtin_integrator_with_other_tableaus_matches_analytic(solver):
+    analytic = Depots1Central1Periph1()
+    model = ODE(rhs_depots1central1periph1, analytic.compartments, analytic.required,
+                solver=solver)  # fmt: skip
+    assert model._builtin
+    p, doses = canonical(analytic)
+    got, ok = jax.jit(model.solve_status)(p, doses, SHUFFLED_TIMES)
+    ref, _ = run(analytic, p, doses, SHUFFLED_TIMES)
+    assert bool(ok)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+def test_integrator_option_selects_the_implementation():
+    assert ode_cached(Depots1Central1)._builtin
+    assert not ode_cached(Depots1Central1, integrator="diffrax")._builtin
+    assert not ode_cached(Depots1Central1, sensitivities="reverse")._builtin
+    assert not ode_cached(Depots1Central1, solver=diffrax.Kvaerno5())._builtin
+    assert "integrator='diffrax'" in repr(ode_cached(Depots1Central1, integrator="diffrax"))
+    with pytest.raises(ModelError, match="integrator"):
+        ODE(rhs_depots1central1, integrator="scipy")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"KA": np.inf}, {"KA": np.nan}, {"KA": 1e300}, {"ALAG1": np.nan}, {"F1": np.inf},
+     {"V": 0.0}],
+)  # fmt: skip
+def test_non_finite_or_absurd_parameters_fail_cleanly(bad):
+    # the loop must end (no hang on a NaN step size or event time) with ok=False, NaN
+    # amounts, and finite gradients once the failure is masked as in the population model
+    model = ode_cached(Depots1Central1, max_steps=500)
+    _, doses = canonical(Depots1Central1())
+    p = {**P3, **bad}
+    out, ok = jax.jit(model.solve_status)(p, doses, CANONICAL_TIMES)
+    assert not bool(ok) and np.all(np.isnan(out))
+
+    def loss(q):
+        a, good = model.solve_status(q, doses, CANONICAL_TIMES)
+        return jnp.sum(jnp.where(good, a, 1.0))
+
+    g = jax.jit(jax.grad(loss))(p)
+    assert all(np.isfinite(float(v)) for v in g.values())
+
+
+def test_parallel_chains_with_an_ode_model():
+    # chain_method="parallel" (pmap) is what bn.fit picks on CPU with enough host devices
+    import bayes_nlme as bn
+    from bayes_nlme.model_zoo import theophylline as zoo
+
+    if jax.local_device_count() < 2:
+        pytest.skip("needs 2 host devices")
+    base = zoo.model
+    model = bn.Model(
+        name="theophylline_ode",
+        params=base.params,
+        random=base.random,
+        pre=base.pre,
+        dynamics=ODE(rhs_depots1central1, rtol=1e-6, atol=1e-8),
+        derived=base.derived,
+    )
+    with pytest.warns(UserWarning, match="EVID=101"):
+        data = bn.read_nonmem(zoo.data())
+    idata = bn.fit(model, data, chains=2, warmup=30, samples=10, chain_method="parallel")
+    assert idata.sample_stats.attrs["chain_method"] == "parallel"
+    assert idata.posterior.sizes["chain"] == 2 and bool(idata.posterior["solver_ok"].all())

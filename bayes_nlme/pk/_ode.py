@@ -3,9 +3,11 @@
 The user writes ``rhs(t, amounts, params)`` for ONE subject; :class:`ODE` adds the dosing
 (bolus jumps, zero-order infusions, lag times, bioavailability, NONMEM conventions identical
 to the analytic models of :mod:`bayes_nlme.pk._analytic`) and integrates piecewise between
-events, so that the solver never steps across a discontinuity. Derivatives come from forward
-sensitivity equations solved alongside (a ``jax.custom_jvp``), or optionally from diffrax's
-reverse-mode adjoint. Solver failures give NaN amounts and ``ok = False``
+events, so that the solver never steps across a discontinuity. By default a built-in adaptive
+Runge-Kutta loop (diffrax's Tsit5 tableau and step-size rule, all events of a subject in ONE
+``lax.while_loop``) integrates the amounts and their forward sensitivities (a
+``jax.custom_jvp``); implicit solvers and reverse-mode derivatives go through
+``diffrax.diffeqsolve``. Solver failures give NaN amounts and ``ok = False``
 (:meth:`ODE.solve_status`), never an exception under ``jit``.
 """
 
@@ -155,8 +157,10 @@ class ODE(AbstractPKModel):
         1e-7 of the peak and 2e-6 pointwise, still ample for inference. Scale ``atol``
         with the dose unit (e.g. ``atol=1e-7`` for doses in ug of order 1e5).
     max_steps : int, default 4096
-        Maximum number of solver steps per segment between two events. Exceeding it is a
-        solver failure (see below), never an exception under ``jit``.
+        Maximum number of solver steps (accepted or rejected) per segment between two
+        events; with the built-in integrator the steps shortened to land on an evaluation
+        time count too. Exceeding it is a solver failure (see below), never an exception
+        under ``jit``.
     dt0 : float, optional
         Initial step size of every segment; default: chosen automatically (Hairer's
         algorithm, two extra right-hand-side evaluations per segment).
@@ -169,13 +173,20 @@ class ODE(AbstractPKModel):
         solver with diffrax's ``RecursiveCheckpointAdjoint`` (any input, slower:
         about 5-9x a plain solve, with slower compilation); prefer it only with many
         (dozens of) individual parameters, since the forward cost grows with their number.
+    integrator : {"auto", "diffrax"}, default "auto"
+        ``"auto"``: with an explicit Runge-Kutta ``solver`` (``Tsit5``, ``Dopri5``,
+        ``Dopri8``, ``Bosh3``, ...) and ``sensitivities="forward"``, the built-in loop (see
+        Method): the same tableau and step-size rule as diffrax, 1.5-6x faster (most
+        with few subjects; ``bench/README.md``); otherwise ``diffrax.diffeqsolve``.
+        ``"diffrax"``: always ``diffrax.diffeqsolve``, one solve per segment between events
+        (the previous implementation, kept for comparison).
 
     Attributes
     ----------
     compartments : tuple of str
     default_dose_cmt : int
     required : tuple of str
-    solver, rtol, atol, max_steps, dt0, sensitivities
+    solver, rtol, atol, max_steps, dt0, sensitivities, integrator
         The options above.
 
     Notes
@@ -205,13 +216,18 @@ class ODE(AbstractPKModel):
 
     **Method.** The (lagged) start and end times of all events are sorted into a fixed-size
     array of ``2 * n_dose`` breakpoints (padding and bolus "ends" are parked at the last
-    time, as empty segments). A ``lax.scan`` over the segments applies the bolus jumps at the
-    segment start, integrates to the next breakpoint with ``diffrax.diffeqsolve`` with the
-    infusion rates active in that segment as a constant input, and saves the state at the
-    evaluation times that fall in the segment (dense output of the solver, ``SaveAt(ts=...)``).
-    Every discontinuity is thus a segment boundary: the solver restarts there and never
-    steps across it, which keeps its error control (and its accuracy) intact. Shapes are
-    static, so the model is ``jit``-, ``vmap``- and ``grad``-compatible.
+    time, as empty segments). Every discontinuity is thus a segment boundary: the solver
+    restarts there and never steps across it, which keeps its error control (and its
+    accuracy) intact. Built-in integrator (default): one ``lax.while_loop`` per subject;
+    each iteration applies the next event when it is due (bolus jump, infusion input,
+    sensitivity jump, fresh step size), saves the state at the evaluation times equal to
+    the current time, and takes one Runge-Kutta step clipped to the next event and the
+    next evaluation time (so evaluation times are hit exactly, no interpolation), accepted
+    or rejected by diffrax's default controller (``PIDController(rtol, atol)`` as an
+    I-controller: safety 0.9, step factors 0.2-10). ``integrator="diffrax"`` (and implicit
+    solvers or reverse sensitivities): a ``lax.scan`` over the segments, each integrated
+    with ``diffrax.diffeqsolve`` and saved at its evaluation times by dense output. Shapes
+    are static, so the model is ``jit``-, ``vmap``- and ``grad``-compatible.
 
     **Derivatives** w.r.t. every entry of ``params`` (``ALAG<c>``, ``F<c>``, ``R<c>`` and
     ``D<c>`` included, which move segment boundaries, change jump sizes and infusion
@@ -237,17 +253,20 @@ class ODE(AbstractPKModel):
     decreases as ``rtol`` / ``atol`` tighten (about 1e-5, 1e-7, 1e-9, 1e-11 at
     ``rtol`` = 1e-4, 1e-6, 1e-8, 1e-10 with ``atol = rtol / 100``).
 
-    **Performance.** Each segment is a separate adaptive solve (restarted step size), so
-    the cost grows with the number of dose events, the tolerance and the stiffness; with
-    ``Tsit5`` at the default tolerances a 12-hour dosing interval with ``KA`` = 1.3/h
-    takes about 110 steps. Under ``vmap`` the loops run until the slowest subject is done,
-    and on CPU the cost is about the sum over subjects. Explicit solvers are
+    **Performance.** The step size restarts at every event, so the cost grows with the
+    number of dose events, the tolerance and the stiffness; with ``Tsit5`` at the default
+    tolerances a 12-hour dosing interval with ``KA`` = 1.3/h takes about 110 steps, half
+    as many at ``rtol=1e-6, atol=1e-8``. Tight ``atol`` is what costs: amounts below
+    ``atol / rtol`` (e.g. a depot emptied by absorption) are followed to ``atol``. Under
+    ``vmap`` the loop runs until the slowest subject is done, and on CPU the cost is about
+    the sum over subjects (linear in their number). Explicit solvers are
     stability-limited in long terminal phases (steps of order ``1 / fastest rate``), so
     evaluation times far beyond the last dose cost steps; padding times should be small
-    (the dataset pads with 0). Expect two to three orders of magnitude more time than an
-    analytic model (measured: value and gradient of 12 subjects x 6 doses x 12
-    observations, about 20 ms on one CPU core vs 0.1-0.2 ms): use the analytic models
-    when the system is linear. Compilation takes a few seconds.
+    (the dataset pads with 0). Measured on a 2-core CPU (``bench/README.md``), value and
+    gradient of the log density: Theophylline (12 subjects, one dose) about 0.5-0.8 ms, 6-9x
+    the closed form; a 2-compartment model with 3 doses about 150-500 us per subject,
+    13-120x the closed form (whose cost per subject is tiny). Use the analytic models when
+    the system is linear. Compilation takes a few seconds.
 
     Examples
     --------
@@ -283,6 +302,7 @@ class ODE(AbstractPKModel):
         max_steps: int = 4096,
         dt0: float | None = None,
         sensitivities: str = "forward",
+        integrator: str = "auto",
     ):
         if not callable(rhs):
             raise ModelError(
@@ -323,8 +343,11 @@ class ODE(AbstractPKModel):
             raise ModelError(
                 f"sensitivities must be 'forward' or 'reverse'; got {sensitivities!r}."
             )
+        if integrator not in ("auto", "diffrax"):
+            raise ModelError(f"integrator must be 'auto' or 'diffrax'; got {integrator!r}.")
         self.rhs = rhs
         self.sensitivities = sensitivities
+        self.integrator = integrator
         self.compartments = comps
         self.required = req
         self.default_dose_cmt = int(default_dose_cmt)
@@ -333,13 +356,21 @@ class ODE(AbstractPKModel):
         self.atol = float(atol)
         self.max_steps = int(max_steps)
         self.dt0 = None if dt0 is None else float(dt0)
+        # the built-in loop: explicit Runge-Kutta tableaus, forward sensitivities
+        self._builtin = (
+            integrator == "auto"
+            and sensitivities == "forward"
+            and isinstance(solver, diffrax.AbstractERK)
+        )
 
     def __repr__(self) -> str:
         name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
         return (
             f"ODE({name}, compartments={self.compartments}, required={self.required}, "
             f"solver={type(self.solver).__name__}(), rtol={self.rtol:g}, atol={self.atol:g}, "
-            f"max_steps={self.max_steps})"
+            f"max_steps={self.max_steps}"
+            + ("" if self.integrator == "auto" else f", integrator={self.integrator!r}")
+            + ")"
         )
 
     # ------------------------------------------------------------------ checks
@@ -548,7 +579,181 @@ class ODE(AbstractPKModel):
         return (b, jump, seg_rates), aux
 
     def _solve(self, keys: tuple, pvec: Any, data: tuple, sens: bool) -> tuple[Any, Any, Any]:
-        """The event-segmented solve; with ``sens``, also the Jacobian d amounts / d pvec.
+        """The event-segmented solve, by the built-in loop or by diffrax (``integrator``).
+
+        Returns ``(amounts, ok, jac)``: amounts (n_time, n_cmt) at the evaluation times in
+        their given order (NaN where not ok or the time is not finite); with ``sens``, the
+        Jacobian d amounts / d pvec (n_time, n_cmt, n_p), else None.
+        """
+        if self._builtin:
+            return self._solve_erk(keys, pvec, data, sens)
+        return self._solve_diffrax(keys, pvec, data, sens)
+
+    def _solve_erk(self, keys: tuple, pvec: Any, data: tuple, sens: bool) -> tuple[Any, Any, Any]:
+        """The built-in integrator: ONE adaptive explicit Runge-Kutta loop over all events.
+
+        A single ``lax.while_loop`` per subject carries ``(t, z = [y, vec(S)], h, ...)``;
+        each iteration first applies the next event when it is due (bolus jump, new
+        infusion input, sensitivity jump, step size restarted), saves ``z`` at the
+        evaluation times equal to ``t`` (so a dose at an evaluation time is included), then
+        takes one step of the solver's Butcher tableau clipped to the next event and the
+        next evaluation time, accepted or rejected by diffrax's default I-controller
+        (``PIDController(rtol, atol)``: safety 0.9, factors 0.2..10, error norm RMS of
+        the amounts only). Under ``vmap`` (subjects) this is one lock-step loop of small
+        array operations instead of one ``diffeqsolve`` per segment, each with its own
+        nested loops (steps, dense output at the evaluation times), which is what made the
+        diffrax path several times slower (see ``bench/README.md``). Termination is
+        guaranteed: every iteration either applies an event or counts as a step of the
+        current segment, and more than ``max_steps`` steps in a segment, a non-finite
+        derivative, step size or event time ends the subject's loop with ``ok = False``.
+        """
+        t_obs = data[-1]
+        dtype = t_obs.dtype
+        n = len(self.compartments)
+        n_time = t_obs.shape[0]
+        n_p = pvec.shape[0] if sens else 0
+        tab = type(self.solver).tableau
+        n_stage = tab.num_stages
+        a_rows = [np.asarray(a, float) for a in tab.a_lower]
+        c_nodes = np.concatenate([[0.0], np.asarray(tab.c, float)])
+        b_sol = np.asarray(tab.b_sol, float)
+        b_err = np.asarray(tab.b_error, float)
+        err_order = self.solver.error_order(diffrax.ODETerm(self._vector_field))
+        err_exp = -1.0 / float(err_order)
+        rtol, atol = self.rtol, self.atol
+
+        (b, jump, seg_rates), aux = self._events(keys, pvec, data)
+        if sens:
+            (db, djump, drates), _ = jax.jacfwd(self._events, argnums=1, has_aux=True)(
+                keys, pvec, data
+            )
+        # unsorted evaluation times (non-finite ones parked by _events) and the horizon
+        ts = jnp.zeros(n_time, dtype).at[aux["t_order"]].set(aux["ts"])
+        n_seg = b.shape[0]
+        t_end = aux["b_next"][-1]
+        eye = jnp.eye(n_p, dtype=dtype)
+        events_ok = jnp.all(jnp.isfinite(b)) & jnp.all(jnp.isfinite(jump))
+        events_ok = events_ok & jnp.all(jnp.isfinite(seg_rates)) & jnp.isfinite(t_end)
+        # a hard cap on iterations (each segment: its events plus at most max_steps steps)
+        max_iter = n_seg * (self.max_steps + 2) + 2
+
+        def f(tt, y, pv, r):
+            return self._derivative(tt, y, dict(zip(keys, pv, strict=True))) + r
+
+        def f_aug(tt, z, r, dr):
+            if not sens:
+                return f(tt, z, pvec, r)
+            # forward sensitivities: S' = (df/dy) S + df/dp + dr/dp, flat [y, vec(S)]
+            y, S = z[:n], z[n:].reshape(n, n_p)
+            dy, f_lin = jax.linearize(lambda y_, p_: f(tt, y_, p_, r), y, pvec)
+            dS = jax.vmap(f_lin, in_axes=(1, 0), out_axes=1)(S, eye) + dr
+            return jnp.concatenate([dy, dS.reshape(-1)])
+
+        def rms(x):
+            return jnp.sqrt(jnp.mean(x * x))
+
+        def combine(coef, ks, m=None):
+            pairs = zip(coef, ks, strict=True)
+            terms = [float(c) * (k if m is None else k[:m]) for c, k in pairs if c != 0]
+            return functools.reduce(jnp.add, terms)
+
+        def cond(state):
+            t, _, _, _, _, k, _, ok, _, _, it = state
+            return ok & ((k < n_seg) | (t < t_end)) & (it < max_iter)
+
+        def body(state):
+            t, z, h, r, dr, k, steps, ok, fy, out, it = state
+            # 1. the next event, when due: bolus jump, infusion input, sensitivity jump
+            kc = jnp.minimum(k, n_seg - 1)
+            due = (k < n_seg) & (b[kc] <= t)
+            r = jnp.where(due, seg_rates[kc], r)
+            y_new = z[:n] + jnp.where(due, jump[kc], 0.0)
+            if sens:
+                # S jumps by (f(b-) - f(b+)) db/dp + d jump/dp (event sensitivity)
+                dr = jnp.where(due, drates[kc], dr)
+                f_new = f(t, y_new, pvec, r)
+                dS = jnp.outer(fy - f_new, db[kc]) + djump[kc]
+                z = jnp.concatenate([y_new, z[n:] + jnp.where(due, dS, 0.0).reshape(-1)])
+                fy = jnp.where(due, f_new, fy)
+            else:
+                z = y_new
+            k = jnp.where(due, k + 1, k)
+            steps = jnp.where(due, 0, steps)
+            # 2. save at the evaluation times equal to t (after the event: dose included)
+            out = jnp.where((ts == t)[:, None], z[None, :], out)
+            # 3. one step, clipped to the next event and the next evaluation time
+            k1 = f_aug(t, z, r, dr)
+            y0 = z[:n]
+            if self.dt0 is None:  # restart after an event (Hairer's first guess)
+                s0 = atol + rtol * jnp.abs(y0)
+                d0, d1 = rms(y0 / s0), rms(k1[:n] / s0)
+                small = (d0 < 1e-5) | (d1 < 1e-5)
+                h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1))
+            else:
+                h0 = jnp.asarray(self.dt0, dtype)
+            h = jnp.where(due, h0, h)
+            kc = jnp.minimum(k, n_seg - 1)
+            t_stop = jnp.minimum(
+                jnp.where(k < n_seg, b[kc], t_end), jnp.min(jnp.where(ts > t, ts, t_end))
+            )
+            want = t_stop > t  # False: another event is due at this same time
+            clipped = h >= t_stop - t
+            dt = jnp.where(clipped, t_stop - t, h)
+            ks = [k1]
+            for i in range(1, n_stage):
+                zi = z + dt * combine(a_rows[i - 1], ks)
+                ks.append(f_aug(t + float(c_nodes[i]) * dt, zi, r, dr))
+            z1 = z + dt * combine(b_sol, ks)
+            y1 = z1[:n]
+            y_err = dt * combine(b_err, ks, n)
+            scale = atol + rtol * jnp.maximum(jnp.abs(y0), jnp.abs(y1))
+            err = rms(y_err / scale)
+            finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(z1))
+            accept = want & finite & (err <= 1.0)
+            factor = 0.9 * jnp.where(finite & (err > 0), err, 1.0) ** err_exp
+            factor = jnp.where(finite & (err == 0), 10.0, factor)
+            factor = jnp.clip(factor, jnp.where(accept, 1.0, 0.2), jnp.where(accept, 10.0, 0.9))
+            factor = jnp.where(finite, factor, 0.2)
+            # a step shortened to hit a time does not shrink the next one
+            h_next = jnp.where(accept & clipped, jnp.maximum(dt * factor, h), dt * factor)
+            t = jnp.where(accept, jnp.where(clipped, t_stop, t + dt), t)
+            z = jnp.where(accept, z1, z)
+            h = jnp.where(want, h_next, h)
+            if sens:
+                f_end = ks[-1][:n] if tab.fsal else f(t, z[:n], pvec, r)
+                fy = jnp.where(accept, f_end, fy)
+            steps = steps + want.astype(steps.dtype)
+            ok = ok & (steps <= self.max_steps) & jnp.all(jnp.isfinite(k1))
+            ok = ok & jnp.isfinite(h) & (h > 0)
+            return t, z, h, r, dr, k, steps, ok, fy, out, it + 1
+
+        n_z = n + n * n_p
+        init = (
+            b[0],
+            jnp.zeros(n_z, dtype),
+            jnp.asarray(1.0, dtype),
+            jnp.zeros(n, dtype),
+            jnp.zeros((n, n_p), dtype),
+            jnp.asarray(0, jnp.int32),
+            jnp.asarray(0, jnp.int32),
+            events_ok,
+            jnp.zeros(n, dtype),
+            jnp.zeros((n_time, n_z), dtype),
+            jnp.asarray(0, jnp.int32),
+        )
+        t, z, _, _, _, k, _, ok, _, out, _ = jax.lax.while_loop(cond, body, init)
+        ok = ok & (k >= n_seg) & (t >= t_end)  # stopped by the iteration cap: failed
+        out = jnp.where((ts == t)[:, None], z[None, :], out)
+        ok = ok & jnp.all(jnp.isfinite(out))
+        keep = (ok & aux["finite_t"])[:, None]
+        amounts = jnp.where(keep, out[:, :n], jnp.nan)
+        if not sens:
+            return amounts, ok, None
+        jac = out[:, n:].reshape(n_time, n, n_p)
+        return amounts, ok, jnp.where(keep[..., None], jac, 0.0)
+
+    def _solve_diffrax(self, keys: tuple, pvec: Any, data: tuple, sens: bool) -> tuple:
+        """The segment-by-segment diffrax solve; with ``sens``, also d amounts / d pvec.
 
         Forward sensitivities ``S = dy/dp`` (n_cmt, n_p) are integrated with the state, as
         the augmented system ``y' = f(y, p) + r``, ``S' = (df/dy) S + df/dp`` (Jacobian-
