@@ -124,6 +124,7 @@ def cmd_fit(args) -> int:
         warmup=args.warmup,
         samples=args.samples,
         seed=args.seed,
+        max_tree_depth=args.max_tree_depth,
         progress_bar=None if not args.no_progress else False,
     )
     t_fit = time.perf_counter() - t0
@@ -131,10 +132,11 @@ def cmd_fit(args) -> int:
     n_div = int(idata.sample_stats["diverging"].sum())
     table.to_csv(out / "summary.csv", index_label="parameter")
     labels = getattr(module, "plot_labels", {})
-    fig = plot_individual_fits(model, ds, idata, path=out / "individual_fits.png", **labels)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    for k, name in enumerate(model.output_names()):  # one figure per endpoint
+        path = out / ("individual_fits.png" if k == 0 else f"individual_fits_{name}.png")
+        plt.close(plot_individual_fits(model, ds, idata, path=path, output=name, **labels))
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     _say(
         f"bayes-nlme: max R-hat {table['r_hat'].max():.4f}, min bulk ESS "
@@ -206,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--warmup", type=int, default=1000)
     f.add_argument("--samples", type=int, default=1000)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--max-tree-depth",
+        type=int,
+        default=10,
+        help="NUTS maximum tree depth (default 10; small values make quick smoke runs)",
+    )
     f.add_argument("--out", help="output directory (default runs/<model name>)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.add_argument("--no-report", action="store_true", help="skip report.html")

@@ -204,7 +204,10 @@ def write_report(
         _guarded(
             "Individual fits",
             "individual",
-            lambda: _png(plot_individual_fits(model, ds, idata, **labels)),
+            lambda: "".join(
+                _png(plot_individual_fits(model, ds, idata, output=name, **labels))
+                for name in model.output_names()
+            ),
         )
     )
 

@@ -258,3 +258,15 @@ def test_m3_recovers_where_dropping_blq_is_biased():
     assert abs(m3["median"] / typical_cl - 1) < 0.08
     assert m1["95%"] < typical_cl
     assert m1["median"] / typical_cl < 0.8
+
+
+def test_single_output_may_have_any_name():
+    """The observed site is named after the output; fitting passes DV whatever the name."""
+    model = pkpd_model(
+        derived=lambda p, a, ind: dict(cp=bn.error.Additive(a.Central / ind.V, sd=p.cp_sd))
+    )
+    df = pkpd_data()
+    df = df[df.DVID == "cp"].drop(columns="DVID")
+    fit = bn.fit(model, df, chains=1, warmup=20, samples=10, progress_bar=False)
+    assert fit.observed_data["cp"].shape == (4,)
+    assert fit.log_likelihood["cp"].shape == (1, 10, 4)

@@ -25,6 +25,8 @@ def test_zoo_script_runs(name, tmp_path):
             "30",
             "--samples",
             "20",
+            "--max-tree-depth",
+            "6",  # a smoke run: the ODE models would otherwise spend minutes in early warmup
             "--no-progress",
             "--no-report",  # the report is tested in test_report.py
             "--out",

@@ -187,7 +187,7 @@ def fit(
             jax.random.PRNGKey(seed),
             mdata,
             extra_fields=_EXTRA_FIELDS,
-            **{obs_name: jnp.asarray(dv)},
+            DV=jnp.asarray(dv),
         )
     idata = to_inference_data(model, ds, mcmc, obs_name)
     idata.sample_stats.attrs.update(

@@ -26,6 +26,7 @@ def plot_individual_fits(
     log_y: bool = False,
     dv_label: str = "DV",
     time_label: str = "TIME (h)",
+    output: str | None = None,
 ):
     """Plot DV and the posterior IPRED band for every subject, one panel each.
 
@@ -48,6 +49,15 @@ def plot_individual_fits(
         Logarithmic concentration axis.
     dv_label, time_label : str
         Axis labels (put units here, e.g. ``"Theophylline (mg/L)"``).
+    output : str, optional
+        For a model with several outputs (endpoints, DVID): the one to plot, with its
+        observations only (default: the first output).
+
+    Notes
+    -----
+    For datasets with reset records (EVID 3/4, occasions) and models with IOV, the curves
+    are the posterior IPRED at the observation times, one line per occasion (segment),
+    instead of a fine time grid.
 
     Returns
     -------
@@ -56,8 +66,27 @@ def plot_individual_fits(
     import matplotlib.pyplot as plt
 
     ds = as_dataset(data)
-    times, ipred = predict_ipred(model, ds, idata, n_draws=n_draws, n_time=n_time)
-    lo, med, hi = np.quantile(ipred, [(1 - band) / 2, 0.5, (1 + band) / 2], axis=0)
+    names = model.output_names()
+    output = names[0] if output is None else output
+    if output not in names:
+        raise ValueError(f"output {output!r} is not one of the model's outputs {names}.")
+    which = model.model_data(ds).obs_which
+    s_idx, j_idx = ds.obs_index
+    shown = np.zeros(ds.obs_mask.shape, bool)
+    keep = np.ones(ds.n_obs, bool) if which is None else np.asarray(which) == names.index(output)
+    shown[s_idx[keep], j_idx[keep]] = True
+    q = [(1 - band) / 2, 0.5, (1 + band) / 2]
+    grid = not (ds.has_resets or model.iov is not None)
+    if grid:
+        times, ipred = predict_ipred(
+            model, ds, idata, n_draws=n_draws, n_time=n_time, output=output
+        )
+        lo, med, hi = np.quantile(ipred, q, axis=0)
+    else:  # posterior IPRED at the observation times, per segment
+        draws = idata.posterior["IPRED"].values.reshape(-1, ds.n_obs)
+        flat = np.quantile(draws, q, axis=1)
+        obs_q = np.full((3, *ds.obs_mask.shape), np.nan)
+        obs_q[:, s_idx, j_idx] = flat
     n = ds.n_id
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(
@@ -72,13 +101,40 @@ def plot_individual_fits(
         if i >= n:
             ax.set_visible(False)
             continue
-        m = ds.obs_mask[i]
-        ax.fill_between(
-            times[i], lo[i], hi[i], color="C0", alpha=0.25, lw=0, label=f"IPRED {band:.0%} CrI"
-        )
-        ax.plot(times[i], med[i], color="C0", lw=1.5, label="IPRED median")
+        m = shown[i]
+        if grid:
+            ax.fill_between(
+                times[i],
+                lo[i],
+                hi[i],
+                color="C0",
+                alpha=0.25,
+                lw=0,
+                label=f"IPRED {band:.0%} CrI",
+            )
+            ax.plot(times[i], med[i], color="C0", lw=1.5, label="IPRED median")
+        else:
+            for g in np.unique(ds.obs_seg[i][m]):
+                sel = m & (ds.obs_seg[i] == g)
+                order = np.argsort(ds.obs_time[i][sel], kind="stable")
+                t = ds.obs_time[i][sel][order]
+                lo_g, med_g, hi_g = (obs_q[k, i][sel][order] for k in range(3))
+                label = f"IPRED {band:.0%} CrI" if g == 0 else None
+                ax.fill_between(t, lo_g, hi_g, color=f"C{g}", alpha=0.25, lw=0, label=label)
+                ax.plot(t, med_g, color=f"C{g}", lw=1.5, label=f"segment {g}")
         ax.plot(ds.obs_time[i][m], ds.obs_dv[i][m], "o", color="k", ms=3.5, label="DV")
-        ax.set_title(f"ID {ds.ids[i]}", fontsize=9)
+        cens = m & ds.obs_cens[i]
+        if cens.any():
+            ax.plot(
+                ds.obs_time[i][cens],
+                ds.obs_dv[i][cens],
+                "v",
+                color="C3",
+                ms=4,
+                label="BLQ (at LLOQ)",
+            )
+        title = f"ID {ds.ids[i]}" + (f" · {output}" if len(names) > 1 else "")
+        ax.set_title(title, fontsize=9)
         if log_y:
             ax.set_yscale("log")
         if i % ncols == 0:

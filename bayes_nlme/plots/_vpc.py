@@ -510,11 +510,13 @@ def plot_vpc(
         per value, labelled ``"NAME=value"``; continuous: split at the median ``m`` of the
         subjects' values into ``"NAME <= m"`` and ``"NAME > m"``), or one label per subject or
         per observation. One panel per stratum, in sorted order of the labels; bins are
-        computed per stratum.
+        computed per stratum. A dataset with several endpoints (DVID) always gets one panel
+        per endpoint (``"DVID=cp"``, ...), combined with ``strata``.
     lloq : float or array_like, optional
         Lower limit of quantification: censored observed percentiles are not drawn, the LLOQ
         is drawn as a line, and a second row shows the observed fraction below LLOQ with the
-        simulated interval.
+        simulated interval. Default: the dataset's LLOQ (``CENS``/``LLOQ`` columns) when it
+        has one; censored observations (CENS=1) count as below it.
     log_y : bool, default False
         Logarithmic DV axis (non-positive values are not drawn).
     path : str or Path, optional
@@ -554,6 +556,16 @@ def plot_vpc(
         from ..diagnostics._residuals import pred as _pred
 
         pred = _pred(model, ds, idata)
+    labels = _strata_labels(ds, strata)
+    used = np.unique(ds.obs_dvid[s, j]) if ds.dvid_levels else np.zeros(0)
+    if used.size > 1:  # one panel per endpoint (DVID), within each stratum
+        dvid = np.asarray([f"DVID={ds.dvid_levels[c]}" for c in ds.obs_dvid[s, j]])
+        labels = dvid if labels is None else np.char.add(np.char.add(dvid, ", "), labels)
+    cens = ds.obs_cens[s, j]
+    if lloq is None and (cens.any() or np.isfinite(ds.obs_lloq[s, j]).any()):
+        lloq = np.where(np.isfinite(ds.obs_lloq[s, j]), ds.obs_lloq[s, j], -np.inf)
+    if cens.any():  # a censored DV holds the limit: count it below the limit
+        dv = np.where(cens, np.nextafter(np.asarray(lloq, float) * np.ones_like(dv), -np.inf), dv)
     st = vpc_stats(
         time,
         dv,
@@ -562,7 +574,7 @@ def plot_vpc(
         pred=pred,
         pi=pi,
         ci=ci,
-        strata=_strata_labels(ds, strata),
+        strata=labels,
         lloq=lloq,
     )
 
