@@ -17,12 +17,19 @@ FILES = {
     "warfarin": "warfarin.csv",
     "pheno": "pheno.csv",
     "acop_infusion_2cpt": "Infusion_2CPT.csv",
+    "mavoglurant": "mavoglurant.csv",
 }
 SHARED_PATH = {**FILES, "acop_infusion_2cpt": "acop2016/Infusion_2CPT.csv"}
 
 
 def test_names():
-    assert datasets.names() == ("theophylline", "warfarin", "pheno", "acop_infusion_2cpt")
+    assert datasets.names() == (
+        "theophylline",
+        "warfarin",
+        "pheno",
+        "acop_infusion_2cpt",
+        "mavoglurant",
+    )
 
 
 @pytest.mark.parametrize(
@@ -34,6 +41,7 @@ def test_names():
         ("pheno", (744, 8), 59),
         ("Phenobarbital", (744, 8), 59),
         ("acop_infusion_2cpt", (7920, 17), 120),
+        ("mavoglurant", (2678, 14), 120),
     ],
 )
 def test_load(name, shape, n_id):
@@ -52,7 +60,8 @@ def test_unknown_name_lists_the_datasets():
     with pytest.raises(
         ValueError,
         match=r"no bundled dataset named 'theo'.*theophylline "
-        r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\), acop_infusion_2cpt",
+        r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\), acop_infusion_2cpt "
+        r"\(alias infusion_2cpt\), mavoglurant",
     ):
         datasets.load("theo")
 

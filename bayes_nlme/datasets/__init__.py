@@ -9,7 +9,7 @@ Examples
 --------
 >>> from bayes_nlme import datasets
 >>> datasets.names()
-('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt')
+('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt', 'mavoglurant')
 >>> datasets.load("theophylline").columns.tolist()
 ['ID', 'TIME', 'DV', 'AMT', 'EVID', 'CMT', 'WT']
 """
@@ -28,6 +28,7 @@ _BUNDLED: dict[str, tuple[str, tuple[str, ...]]] = {
     "warfarin": ("warfarin.csv", ()),
     "pheno": ("pheno.csv", ("phenobarbital",)),
     "acop_infusion_2cpt": ("Infusion_2CPT.csv", ("infusion_2cpt",)),
+    "mavoglurant": ("mavoglurant.csv", ()),
 }
 
 
@@ -37,7 +38,7 @@ def names() -> tuple[str, ...]:
     Returns
     -------
     tuple of str
-        ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt")``. Aliases:
+        ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt", "mavoglurant")``. Aliases:
         ``"theo_sd"`` for theophylline, ``"phenobarbital"`` for pheno, ``"infusion_2cpt"``
         for acop_infusion_2cpt.
     """
@@ -106,6 +107,13 @@ def load(name: str) -> pd.DataFrame:
     IIV 30% on each (diagonal), exponential residual error SD 0.2; the empirical geometric
     means of the individual values are CL 3.98, V 68.5, Q 3.96, V2 52.0 (not the documented
     40: use the empirical value).
+
+    **mavoglurant** (``mavoglurant.csv``) -- Mavoglurant IV infusions (120 subjects).
+    Source: Wendling et al. 2016 (mavoglurant population PK), as distributed in the project's
+    shared data (nlmixr2data ``mavoglurant``).
+    Columns: ID, CMT, EVID, MDV, DV (ng/mL), AMT (mg), TIME (h), DOSE, OCC (occasion), RATE,
+    AGE, SEX, WT, HT. 78 subjects have 2 occasions, each a single infusion with TIME restarting
+    at 0 (read with ``reset_on_time_decrease=True``): a real IOV case. No published estimates.
 
     Examples
     --------
