@@ -270,3 +270,35 @@ def test_single_output_may_have_any_name():
     fit = bn.fit(model, df, chains=1, warmup=20, samples=10, progress_bar=False)
     assert fit.observed_data["cp"].shape == (4,)
     assert fit.log_likelihood["cp"].shape == (1, 10, 4)
+
+
+def test_vpc_and_individual_fits_per_endpoint(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bayes_nlme.plots import plot_vpc
+
+    model, df = pkpd_model(), pkpd_data()
+    fit = bn.fit(model, df, chains=1, warmup=30, samples=20, progress_bar=False)
+    fig = plot_vpc(model, df, fit, n_sim=20, bins=2)
+    assert list(fig.vpc_stats["stratum"].values) == ["DVID=cp", "DVID=effect"]
+    plt.close(fig)
+    for name in model.output_names():
+        path = tmp_path / f"{name}.png"
+        plt.close(bn.plot_individual_fits(model, df, fit, output=name, path=path, n_draws=10))
+        assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match="not one of the model's outputs"):
+        bn.plot_individual_fits(model, df, fit, output="pd")
+
+
+def test_vpc_counts_censored_observations_below_the_limit():
+    from bayes_nlme.plots import plot_vpc
+
+    df, _ = _censored_study(n_id=6)
+    fit = bn.fit(_pk_model(), df, chains=1, warmup=30, samples=20, progress_bar=False)
+    st_ = plot_vpc(_pk_model(), df, fit, n_sim=20, bins=3).vpc_stats
+    assert st_.attrs["lloq"]
+    obs = df[df.EVID == 0]
+    assert float(st_["obs_blq"].sum()) > 0
+    # the observed BLQ fraction per bin counts the CENS=1 records
+    frac = np.nansum(st_["obs_blq"].values * np.bincount(st_["bin_index"].values)[None])
+    assert frac == pytest.approx(obs.CENS.sum())
