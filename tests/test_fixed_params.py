@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from numpyro import handlers
 
@@ -101,3 +102,38 @@ def test_fixed_parameter_in_ofv_and_aic(ds):
     np.testing.assert_allclose(fixed.ofv, full.ofv, rtol=1e-10)
     assert fixed.n_params == full.n_params - 1
     np.testing.assert_allclose(fixed.aic, full.aic - 2, rtol=1e-12)
+
+
+def test_fixed_omega_sd_is_deterministic_and_not_counted():
+    from bayes_nlme.diagnostics._ofv import _n_params
+
+    def model(sd):
+        return bn.Model(
+            params=dict(
+                tvcl=bn.Param(dist.LogNormal(jnp.log(3.0), 1.0)),
+                add_sd=bn.Param(dist.HalfNormal(1.0)),
+            ),
+            random=bn.IIV(["cl", "v"], sd=sd),
+            pre=lambda p, eta, cov: dict(CL=p.tvcl * jnp.exp(eta.cl), V=30.0 * jnp.exp(eta.v)),
+            dynamics=bn.pk.Central1(),
+            derived=lambda p, a, ind: dict(DV=bn.error.Additive(a.Central / ind.V, sd=p.add_sd)),
+        )
+
+    fixed = model({"cl": dist.HalfNormal(0.5), "v": 0.2})
+    assert fixed.fixed_values() == {"omega_v_sd": 0.2}
+    assert _n_params(fixed) == _n_params(model(dist.HalfNormal(0.5))) - 1
+    df = pd.DataFrame(
+        dict(ID=[1, 1, 1], TIME=[0.0, 1, 2], DV=[0, 3, 2], AMT=[100.0, 0, 0], EVID=[1, 0, 0])
+    )
+    md = fixed.model_data(bn.read_nonmem(df))
+    tr = handlers.trace(handlers.seed(fixed.numpyro_model, 0)).get_trace(md)
+    assert tr["omega_v_sd"]["type"] == "deterministic" and float(tr["omega_v_sd"]["value"]) == 0.2
+    assert tr["omega_cl_sd"]["type"] == "sample"
+    # a fixed SD fixes the ETA's spread; simulate() does not ask for it
+    truth = dict(tvcl=3.0, add_sd=0.1, omega_cl_sd=0.3)
+    sim = bn.simulate(fixed, df, truth, seed=0).predictions
+    assert "eta_v" in sim
+    with pytest.raises(ValueError, match="fixed IIV SD must be finite and >= 0"):
+        bn.IIV(["cl"], sd={"cl": -0.1})
+    ofv = bn.diagnostics.laplace_ofv(fixed, df, dict(tvcl=3.0, add_sd=0.5, omega_cl_sd=0.3))
+    assert np.isfinite(ofv.ofv)

@@ -189,12 +189,13 @@ def _n_params(model) -> int:
     k = len(model.eta_names)
     block = model.random is not None and model.random.corr is not None
     n_theta = sum(not p.is_fixed for p in model.params.values())  # FIXed ones are not counted
+    k_free = k - (len(model.random.fixed_sds()) if model.random is not None else 0)
     if not block:
-        return n_theta + k
+        return n_theta + k_free
     # the correlations the prior's support leaves free: k(k-1)/2 for a full block, the
     # within-block pairs for a block-diagonal OMEGA
     n_corr = biject_to(model.random.corr_prior().support).inverse_shape((k, k))[-1]
-    return n_theta + k + int(n_corr)
+    return n_theta + k_free + int(n_corr)
 
 
 def _unpack(model, params: Mapping, *, check_values: bool):
@@ -207,7 +208,7 @@ def _unpack(model, params: Mapping, *, check_values: bool):
         raise ModelError(
             f"params must be a dict of population parameter values; got {type(params).__name__}."
         )
-    fixed = {n: p.value for n, p in model.params.items() if p.is_fixed}
+    fixed = model.fixed_values()
     required = [n for n in model.population_names() if n not in fixed]
     missing = [n for n in required if n not in params]
     if missing:
@@ -216,13 +217,15 @@ def _unpack(model, params: Mapping, *, check_values: bool):
             "(THETA and residual parameters by name, OMEGA as SDs 'omega_<eta>_sd' and, for "
             "a block OMEGA, the correlation matrix 'omega_corr')."
         )
-    scalars = [*(n for n in model.params if n not in fixed), *model.omega_sd_names()]
+    scalars = [n for n in (*model.params, *model.omega_sd_names()) if n not in fixed]
     bad_shape = [n for n in scalars if jnp.shape(params[n]) != ()]
     if bad_shape:
         raise ModelError(f"Population parameters must be scalars; not so for {bad_shape}.")
     theta = {n: jnp.asarray(fixed.get(n, params.get(n)), dtype=float) for n in model.params}
     k = len(model.eta_names)
-    sd_list = [jnp.asarray(params[n], dtype=float) for n in model.omega_sd_names()]
+    sd_list = [
+        jnp.asarray(fixed.get(n, params.get(n)), dtype=float) for n in model.omega_sd_names()
+    ]
     sds = jnp.stack(sd_list) if k else jnp.zeros((0,))
     if model.random is not None and model.random.corr is not None:
         corr = jnp.asarray(params["omega_corr"], dtype=float)
@@ -780,9 +783,10 @@ class _Packing:
     def __init__(self, model):
         self.model = model
         self.priors = {n: p.prior for n, p in model.params.items() if not p.is_fixed}
-        self.fixed = {n: p.value for n, p in model.params.items() if p.is_fixed}
+        self.fixed = model.fixed_values()
         for e in model.eta_names:
-            self.priors[f"omega_{e}_sd"] = model.random.sd_prior(e)
+            if f"omega_{e}_sd" not in self.fixed:
+                self.priors[f"omega_{e}_sd"] = model.random.sd_prior(e)
         self.scalar_names = list(self.priors)
         self.transforms = {n: biject_to(p.support) for n, p in self.priors.items()}
         self.k = len(model.eta_names)

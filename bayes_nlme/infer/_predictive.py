@@ -276,7 +276,8 @@ def _raise_on_solver_failure(model: Model, ds, sim: Mapping[str, np.ndarray]) ->
 
 
 def _known_params(model: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    need = [*(n for n, p in model.params.items() if not p.is_fixed), *model.omega_sd_names()]
+    fixed = model.fixed_values()
+    need = [n for n in (*model.params, *model.omega_sd_names()) if n not in fixed]
     if model.iov is not None:
         need += model.iov.sd_names()
     block = model.random is not None and model.random.corr is not None

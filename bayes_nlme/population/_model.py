@@ -331,6 +331,14 @@ class Model:
             names += self.iov.sd_names()
         return names
 
+    def fixed_values(self) -> dict[str, float]:
+        """Population quantities fixed to a value: THETA (``Param.fixed``) and OMEGA SDs
+        (``IIV(sd={name: value})``), by site name."""
+        out = {n: p.value for n, p in self.params.items() if p.is_fixed}
+        if self.random is not None:
+            out.update(self.random.fixed_sds())
+        return out
+
     def population_names(self) -> list[str]:
         """Population-level posterior variables: THETA, OMEGA SDs (and ``omega_corr``),
         IOV SDs."""
@@ -775,8 +783,14 @@ class Model:
         }
         if self.random is None:
             return theta, None
+        fixed = self.random.fixed_sds()
         sds = jnp.stack(
-            [numpyro.sample(f"omega_{n}_sd", self.random.sd_prior(n)) for n in self.eta_names]
+            [
+                numpyro.deterministic(site, jnp.asarray(fixed[site]))
+                if site in fixed
+                else numpyro.sample(site, self.random.sd_prior(n))
+                for n, site in zip(self.eta_names, self.omega_sd_names(), strict=True)
+            ]
         )
         corr = self.random.corr_prior()
         if corr is None:

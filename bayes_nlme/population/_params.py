@@ -151,10 +151,12 @@ class IIV:
     names : sequence of str
         Names of the random effects, e.g. ``["ka", "cl", "v"]``; in ``pre`` they are
         ``eta.ka``, ... and in the results ``eta_ka`` (dims ``ID``) with SDs ``omega_ka_sd``.
-    sd : Distribution or mapping of str to Distribution
+    sd : Distribution or mapping of str to Distribution or float
         Prior of each SD of ETA (log-scale SD for log-normal parameters). One distribution is
         used for every name; a mapping gives one per name. Must have positive support
-        (e.g. ``HalfNormal(0.5)``, or :class:`HalfStudentT` for heavier tails).
+        (e.g. ``HalfNormal(0.5)``, or :class:`HalfStudentT` for heavier tails). In a mapping,
+        a number (or ``Param.fixed(value)``) FIXES that SD (NONMEM ``$OMEGA ... FIX``): it is
+        recorded as a deterministic site, not estimated, and not counted in AIC/BIC.
     corr : None, float or numpyro.distributions.LKJCholesky
         ``None`` (default): diagonal OMEGA. A float ``c``: a full block with an
         ``LKJCholesky(len(names), concentration=c)`` prior on the correlation matrix (``c = 1``
@@ -216,6 +218,24 @@ class IIV:
                     f"IIV sd priors must match the names {list(names)}: missing {missing}, "
                     f"unknown {extra}."
                 )
+            sd = dict(self.sd)
+            for n, v in sd.items():
+                if isinstance(v, Param):
+                    if not v.is_fixed:
+                        v = v.prior
+                    else:
+                        v = v.value
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    if not (np.isfinite(v) and v >= 0):
+                        raise ValueError(f"A fixed IIV SD must be finite and >= 0; {n}: {v}.")
+                    v = float(v)
+                elif not isinstance(v, dist.Distribution):
+                    raise TypeError(
+                        f"IIV sd for {n!r} must be a distribution (a prior) or a number (fixed); "
+                        f"got {v!r}."
+                    )
+                sd[n] = v
+            object.__setattr__(self, "sd", sd)
         if isinstance(self.corr, int | float):
             if self.corr <= 0:
                 raise ValueError(f"LKJ concentration must be > 0; got corr={self.corr}.")
@@ -274,9 +294,16 @@ class IIV:
         out = [tuple(sorted(b, key=order.__getitem__)) for b in blocks if len(b)]
         return tuple(sorted(out, key=lambda b: order[b[0]]))
 
-    def sd_prior(self, name: str) -> dist.Distribution:
-        """The prior of ``omega_<name>_sd``."""
-        return self.sd[name] if isinstance(self.sd, Mapping) else self.sd
+    def sd_prior(self, name: str) -> dist.Distribution | None:
+        """The prior of ``omega_<name>_sd`` (None when that SD is fixed)."""
+        v = self.sd[name] if isinstance(self.sd, Mapping) else self.sd
+        return None if isinstance(v, float) else v
+
+    def fixed_sds(self) -> dict[str, float]:
+        """``{"omega_<name>_sd": value}`` for the SDs fixed to a value."""
+        if not isinstance(self.sd, Mapping):
+            return {}
+        return {f"omega_{n}_sd": v for n, v in self.sd.items() if isinstance(v, float)}
 
     def block_indices(self) -> tuple[tuple[int, ...], ...]:
         """The partition of the ETAs (positions in ``names``) into independent blocks.

@@ -127,8 +127,10 @@ def posterior_as_prior(idata, model: Model, *, inflate: float = 1.0, names=None)
     if post is None:
         raise ModelError("posterior_as_prior needs the InferenceData of a fit (a posterior group).")
     estimated = [n for n, p in model.params.items() if not p.is_fixed]
-    fixed = [n for n, p in model.params.items() if p.is_fixed]
-    omega = {f"omega_{e}_sd": e for e in model.eta_names}
+    fixed = list(model.fixed_values())
+    omega = {
+        f"omega_{e}_sd": e for e in model.eta_names if f"omega_{e}_sd" not in model.fixed_values()
+    }
     if names is None:
         selected = [*estimated, *omega]
     else:
@@ -155,7 +157,10 @@ def posterior_as_prior(idata, model: Model, *, inflate: float = 1.0, names=None)
         )
 
     params = dict(model.params)
-    sd_priors = {e: model.random.sd_prior(e) for e in model.eta_names}
+    sd_priors = {
+        e: model.random.fixed_sds().get(f"omega_{e}_sd") or model.random.sd_prior(e)
+        for e in model.eta_names
+    }
     for name in selected:
         draws = np.asarray(post[name].values, dtype=float).ravel()
         if name in omega:
