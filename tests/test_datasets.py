@@ -18,6 +18,7 @@ FILES = {
     "pheno": "pheno.csv",
     "acop_infusion_2cpt": "Infusion_2CPT.csv",
     "mavoglurant": "mavoglurant.csv",
+    "theo_md": "theo_md.csv",
 }
 SHARED_PATH = {**FILES, "acop_infusion_2cpt": "acop2016/Infusion_2CPT.csv"}
 
@@ -29,6 +30,7 @@ def test_names():
         "pheno",
         "acop_infusion_2cpt",
         "mavoglurant",
+        "theo_md",
     )
 
 
@@ -42,6 +44,7 @@ def test_names():
         ("Phenobarbital", (744, 8), 59),
         ("acop_infusion_2cpt", (7920, 17), 120),
         ("mavoglurant", (2678, 14), 120),
+        ("theo_md", (348, 7), 12),
     ],
 )
 def test_load(name, shape, n_id):
@@ -61,7 +64,7 @@ def test_unknown_name_lists_the_datasets():
         ValueError,
         match=r"no bundled dataset named 'theo'.*theophylline "
         r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\), acop_infusion_2cpt "
-        r"\(alias infusion_2cpt\), mavoglurant",
+        r"\(alias infusion_2cpt\), mavoglurant, theo_md",
     ):
         datasets.load("theo")
 

@@ -9,7 +9,7 @@ Examples
 --------
 >>> from bayes_nlme import datasets
 >>> datasets.names()
-('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt', 'mavoglurant')
+('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt', 'mavoglurant', 'theo_md')
 >>> datasets.load("theophylline").columns.tolist()
 ['ID', 'TIME', 'DV', 'AMT', 'EVID', 'CMT', 'WT']
 """
@@ -29,6 +29,7 @@ _BUNDLED: dict[str, tuple[str, tuple[str, ...]]] = {
     "pheno": ("pheno.csv", ("phenobarbital",)),
     "acop_infusion_2cpt": ("Infusion_2CPT.csv", ("infusion_2cpt",)),
     "mavoglurant": ("mavoglurant.csv", ()),
+    "theo_md": ("theo_md.csv", ()),
 }
 
 
@@ -38,7 +39,8 @@ def names() -> tuple[str, ...]:
     Returns
     -------
     tuple of str
-        ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt", "mavoglurant")``. Aliases:
+        ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt", "mavoglurant",
+        "theo_md")``. Aliases:
         ``"theo_sd"`` for theophylline, ``"phenobarbital"`` for pheno, ``"infusion_2cpt"``
         for acop_infusion_2cpt.
     """
@@ -114,6 +116,12 @@ def load(name: str) -> pd.DataFrame:
     Columns: ID, CMT, EVID, MDV, DV (ng/mL), AMT (mg), TIME (h), DOSE, OCC (occasion), RATE,
     AGE, SEX, WT, HT. 78 subjects have 2 occasions, each a single infusion with TIME restarting
     at 0 (read with ``reset_on_time_decrease=True``): a real IOV case. No published estimates.
+
+    **theo_md** (``theo_md.csv``) -- Theophylline day 1 + simulated once-daily dosing for 7
+    days (12 subjects).
+    Source: nlmixr2data ``theo_md``, as distributed in the project's shared data.
+    Same columns and quirks as theo_sd (EVID=101 doses); 84 doses, 264 observations, TIME up
+    to 168.65 h.
 
     Examples
     --------
