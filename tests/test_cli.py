@@ -65,7 +65,7 @@ def test_zoo_lists_theophylline():
     [
         (
             ["fit", "no_such_model"],
-            "Unknown model 'no_such_model'. Model-zoo models: .*theophylline",
+            "(?s)Unknown model 'no_such_model'. Model-zoo models: .*theophylline",
         ),
         (["fit", "theophylline", "--data", "/nonexistent/file.csv"], "file.csv"),
         (["fit", "missing_file.py"], "does not exist"),
