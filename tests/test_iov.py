@@ -127,3 +127,18 @@ def test_iov_recovery():
         assert abs(row["median"] / truth[name] - 1) < 0.25
     assert abs(s.loc["tvcl", "median"] / 5.0 - 1) < 0.1
     assert s["r_hat"].max() < 1.05
+
+
+def test_individual_fits_for_occasions(tmp_path):
+    """With resets/IOV the plot shows posterior IPRED at the observation times per occasion."""
+    import matplotlib.pyplot as plt
+
+    model = _model(iov=bn.IOV(["cl"], occasion="OCC"))
+    df = _occasions(2)
+    fit = bn.fit(model, df, chains=1, warmup=20, samples=10, progress_bar=False)
+    path = tmp_path / "ind.png"
+    fig = bn.plot_individual_fits(model, df, fit, path=path)
+    assert path.stat().st_size > 0
+    # one band + median line per occasion in each subject's panel
+    assert len(fig.axes[0].get_lines()) == 3 + 1  # 3 occasions + the DV markers
+    plt.close(fig)

@@ -84,7 +84,7 @@ def plot_individual_fits(
         lo, med, hi = np.quantile(ipred, q, axis=0)
     else:  # posterior IPRED at the observation times, per segment
         draws = idata.posterior["IPRED"].values.reshape(-1, ds.n_obs)
-        flat = np.quantile(draws, q, axis=1)
+        flat = np.quantile(draws, q, axis=0)
         obs_q = np.full((3, *ds.obs_mask.shape), np.nan)
         obs_q[:, s_idx, j_idx] = flat
     n = ds.n_id
