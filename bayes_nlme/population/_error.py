@@ -371,19 +371,11 @@ class Endpoints(AbstractError):
     def can_truncate(self) -> bool:
         return all(e.can_truncate() for e in self.errors)
 
-    def log_cdf_zero(self):
-        return _select(self.which, [_log_cdf_zero(e) for e in self.errors])
-
-    def sample_truncated(self, key):
-        keys = jax.random.split(key, len(self.errors))
-        draws = [_sample_positive(e, k) for e, k in zip(self.errors, keys, strict=True)]
-        return _select(self.which, draws)
-
 
 def _log_cdf_zero(err):
     """``log P(DV <= 0)`` (``-inf`` for the log-normal model)."""
     if isinstance(err, Endpoints):
-        return err.log_cdf_zero()
+        return _select(err.which, [_log_cdf_zero(e) for e in err.errors])
     if isinstance(err, Exponential):
         return jnp.full(jnp.shape(err.ipred), -jnp.inf)
     return err.log_cdf(jnp.zeros(jnp.shape(err.ipred)))
@@ -392,7 +384,9 @@ def _log_cdf_zero(err):
 def _sample_positive(err, key):
     """A draw of DV given DV > 0 (M4), by inverting the normal CDF on (P(DV <= 0), 1)."""
     if isinstance(err, Endpoints):
-        return err.sample_truncated(key)
+        keys = jax.random.split(key, len(err.errors))
+        draws = [_sample_positive(e, k) for e, k in zip(err.errors, keys, strict=True)]
+        return _select(err.which, draws)
     if isinstance(err, Exponential):
         return err.distribution().sample(key)
     sd = jnp.maximum(err.scale(), _TINY)
