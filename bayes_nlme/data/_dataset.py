@@ -120,7 +120,25 @@ class Dataset:
         Value of each covariate at the first record of each segment (NaN where a subject
         has fewer segments). Equal to ``covariates`` for single-segment subjects.
     segment_varying : tuple of str
-        Covariates whose value changes within a segment.
+        Covariates whose value changes within a segment: the time-varying covariates (see
+        ``record_covariates``).
+    dose_row : ndarray of int64, shape (n_id, n_dose_max)
+        Row label (as ``obs_row``) of the record of each dose event (the ADDL record for its
+        additional doses); -1 for padding and when unknown.
+    record_time, record_seg, record_row, record_mask : ndarrays, shape (n_id, n_rec_max)
+        Every record of each subject (all EVIDs, EVID=2 included), in record order: TIME,
+        segment, row label (as ``obs_row``) and the padding mask (float64, int32, int64,
+        bool). When not given (a Dataset built by hand) the observation records stand in.
+    record_covariates : dict of str to ndarray of float64, shape (n_id, n_rec_max)
+        Value on every record (``record_*`` slots) of each covariate of
+        ``segment_varying``; NaN where missing and on padding. A covariate that is not a
+        key is constant within each segment (``segment_covariates``). A model that
+        declares one of these covariates uses it as time-varying: piecewise constant, each
+        record's value applying from its TIME on (last observation carried forward; see
+        :func:`bayes_nlme.read_nonmem` and :class:`bayes_nlme.Model`).
+    source : str or None
+        The CSV file the dataset was read from (None for a DataFrame): messages then also
+        give CSV line numbers (row label + 2).
     """
 
     ids: np.ndarray
@@ -147,6 +165,13 @@ class Dataset:
     obs_seg: np.ndarray | None = None
     segment_covariates: dict | None = None
     segment_varying: tuple = ()
+    dose_row: np.ndarray | None = None
+    record_time: np.ndarray | None = None
+    record_seg: np.ndarray | None = None
+    record_row: np.ndarray | None = None
+    record_mask: np.ndarray | None = None
+    record_covariates: dict = dataclasses.field(default_factory=dict)
+    source: str | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.dose_time)
@@ -162,9 +187,19 @@ class Dataset:
             "segment_covariates": {
                 k: np.asarray(v, np.float64)[:, None] for k, v in self.covariates.items()
             },
+            "dose_row": np.full(shape, -1, np.int64),
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.record_time is None:  # built by hand: the observation records stand in
+            records = {
+                "record_time": np.asarray(self.obs_time, np.float64),
+                "record_seg": np.asarray(self.obs_seg, np.int32),
+                "record_row": np.asarray(self.obs_row, np.int64),
+                "record_mask": np.asarray(self.obs_mask, bool),
+            }
+            for name, value in records.items():
                 object.__setattr__(self, name, value)
 
     @property

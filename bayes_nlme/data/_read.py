@@ -34,6 +34,7 @@ def read_nonmem(
     ss_map: Mapping[float, float] | None = None,
     covariates: Sequence[str] | None = None,
     reset_on_time_decrease: bool = False,
+    fill_covariates: str | None = None,
 ) -> Dataset:
     """Read and validate a NONMEM-style dataset into padded per-subject arrays.
 
@@ -84,6 +85,13 @@ def read_nonmem(
         and dose): the convention of datasets whose occasions restart the clock at 0 without
         a reset code (e.g. mavoglurant). Recorded in ``notes``. Without it, such a record is
         a ``time-order`` error.
+    fill_covariates : {None, "locf"}, default None
+        How to fill missing (blank, ".", NaN) covariate values. None: keep them missing
+        (NaN); a model that uses the covariate then refuses the dataset and names the rows.
+        ``"locf"``: within each subject, a missing value takes the subject's last value
+        before it (last observation carried forward), and missing values before the
+        subject's first given value take that first value; subjects with no value at all
+        stay missing. The number of filled cells is recorded in ``notes``.
 
     Returns
     -------
@@ -103,6 +111,8 @@ def read_nonmem(
         labels (and CSV line numbers when read from a file), what is wrong and the fix.
     TypeError
         If ``data`` is neither a path nor a DataFrame, or a recoding map is not numeric.
+    ValueError
+        If ``fill_covariates`` is not None or ``"locf"``.
 
     Warns
     -----
@@ -152,11 +162,23 @@ def read_nonmem(
       censored rows (noted in ``notes``); NaN when unknown.
     - Not supported yet (reported as such): the steady-state constant infusion (SS 1/2
       with II=0, AMT=0, RATE > 0) and upper-limit censoring (CENS=-1).
-    - A covariate's value is the subject's first record (baseline); covariates that change
-      within a subject are named in ``notes``. ``segment_covariates`` holds the value at
-      the first record of each segment (e.g. the occasion column, OCC, for IOV).
-      Non-numeric covariates are coded ``0, 1, ...`` in sorted order of their levels
-      (``covariate_levels``); missing values are NaN.
+    - Covariates: ``covariates`` holds the value on the subject's first record (baseline)
+      and ``segment_covariates`` the value on the first record of each segment (e.g. the
+      occasion column, OCC, for IOV). Every record (EVID 0-4, so also EVID=2 records,
+      NONMEM's way to say "a physiological variable changes") keeps its value in
+      ``record_covariates`` for the covariates that change within a segment
+      (``segment_varying``); ``notes`` names them. A :class:`bayes_nlme.Model` that
+      declares such a covariate uses it as *time-varying*: piecewise constant, each
+      record's value applying from that record's TIME until the next change (last
+      observation carried forward, LOCF, as in Monolix and rxode2's default; where several
+      records share a TIME, the last one's value applies from that TIME). NONMEM's
+      PREDPP instead advances the system from one record to the next with the values of
+      the later record (NONMEM Users Guide VI; "next observation carried backward");
+      shift the covariate column one record back to reproduce that. To use only the
+      baseline, add a column holding the first value (e.g.
+      ``df.groupby("ID").WT.transform("first")``) and declare that one. Non-numeric
+      covariates are coded ``0, 1, ...`` in sorted order of their levels
+      (``covariate_levels``); missing values are NaN (see ``fill_covariates``).
     - ``obs_row`` holds the input's index labels when they are unique integers (a CSV's
       0-based data-row numbers), otherwise 0-based positions (noted in ``notes``).
 
@@ -179,6 +201,8 @@ def read_nonmem(
     >>> pheno.n_id, pheno.n_obs, pheno.dose_time.shape  # up to 15 doses per subject
     (59, 155, (59, 15))
     """
+    if fill_covariates not in (None, "locf"):
+        raise ValueError(f"fill_covariates must be None or 'locf'; got {fill_covariates!r}.")
     frame, source = _load(data)
     table, recodings = _parse(frame, evid_map, ss_map, reset_on_time_decrease)
     cov_columns, violations = _covariate_columns(frame, covariates)
@@ -190,7 +214,7 @@ def read_nonmem(
         notes.append(note)
         if warn:
             warnings.warn(note, UserWarning, stacklevel=2)
-    return _to_dataset(frame, table, cov_columns, notes)
+    return _to_dataset(frame, table, cov_columns, notes, source, fill_covariates)
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,7 +434,14 @@ def _pad(subject, slot, values, shape, dtype, fill=0):
     return out
 
 
-def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: list[str]) -> Dataset:
+def _to_dataset(
+    frame: pd.DataFrame,
+    table: Table,
+    cov_columns: list,
+    notes: list[str],
+    source: str | None = None,
+    fill: str | None = None,
+) -> Dataset:
     codes, uniques = pd.factorize(table.ids, sort=False)
     # Subjects are contiguous (validated), so codes never decrease along the rows.
     ids = np.asarray(uniques.tolist())
@@ -460,14 +491,28 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
     lloq = _lloq(table, obs, cens, dvid_codes, dvid_levels, notes)
 
     n_seg = int(seg.max(initial=0)) + 1
-    covs, levels, varying, seg_covs, seg_varying = _covariates(
-        frame, cov_columns, codes, n_id, seg, n_seg
+    covs, levels, varying, seg_covs, seg_varying, per_record = _covariates(
+        frame, cov_columns, codes, n_id, seg, n_seg, fill, notes
     )
     if varying:
-        notes.append(
-            f"covariates {', '.join(varying)} change within subjects; the baseline "
-            "(first-record) value is used"
-        )
+        between = [c for c in varying if c not in seg_varying]
+        text = f"covariates {', '.join(varying)} change within subjects"
+        if seg_varying:
+            text += (
+                f"; {', '.join(seg_varying)} within segments: a model that declares them uses "
+                "them as time-varying (piecewise constant, each record's value from its TIME "
+                "on: last observation carried forward); declare a baseline column instead to "
+                "use the first value"
+            )
+        if between:
+            text += (
+                f"; {', '.join(between)} only between segments (reset records): the value at "
+                "the start of each segment is used"
+            )
+        notes.append(text)
+    # every record (all EVIDs), in record order, for time-varying covariates and messages
+    r_slot = _slots(codes)
+    r_shape = (n_id, max(1, int(np.bincount(codes, minlength=n_id).max(initial=0))))
     return Dataset(
         ids=ids,
         dose_time=_pad(d_sub, d_slot, d_time, d_shape, np.float64),
@@ -493,6 +538,16 @@ def _to_dataset(frame: pd.DataFrame, table: Table, cov_columns: list, notes: lis
         obs_seg=_pad(o_sub, o_slot, seg[obs], o_shape, np.int32),
         segment_covariates=seg_covs,
         segment_varying=tuple(seg_varying),
+        dose_row=_pad(d_sub, d_slot, labels[rows], d_shape, np.int64, -1),
+        record_time=_pad(codes, r_slot, time, r_shape, np.float64),
+        record_seg=_pad(codes, r_slot, seg, r_shape, np.int32),
+        record_row=_pad(codes, r_slot, labels, r_shape, np.int64, -1),
+        record_mask=_pad(codes, r_slot, True, r_shape, bool, False),
+        record_covariates={
+            name: _pad(codes, r_slot, per_record[name], r_shape, np.float64, np.nan)
+            for name in seg_varying
+        },
+        source=source,
     )
 
 
@@ -534,14 +589,15 @@ def _lloq(table, obs, cens, dvid_codes, dvid_levels, notes) -> np.ndarray:
     return lloq
 
 
-def _covariates(frame, columns, codes, n_id, seg, n_seg):
+def _covariates(frame, columns, codes, n_id, seg, n_seg, fill=None, notes=None):
     """Baseline value of each covariate column, levels of the non-numeric ones, the names
-    that vary within subjects; the value at each segment's first record, and the names that
-    vary within segments."""
+    that vary within subjects; the value at each segment's first record, the names that
+    vary within segments, and every record's value (after ``fill``)."""
     first = np.searchsorted(codes, np.arange(n_id))
     unit = codes * n_seg + seg
     units, seg_first = np.unique(unit, return_index=True)
-    covs, levels, varying, seg_covs, seg_varying = {}, {}, [], {}, []
+    covs, levels, varying, seg_covs, seg_varying, per_record = {}, {}, [], {}, [], {}
+    filled = {}
     for col in columns:
         name = str(col)
         series = frame[col].reset_index(drop=True)
@@ -553,6 +609,14 @@ def _covariates(frame, columns, codes, n_id, seg, n_seg):
             lookup = {level: float(k) for k, level in enumerate(levels[name])}
             values = np.full(len(series), np.nan)
             values[present] = text.map(lookup).to_numpy(np.float64)
+        if fill == "locf" and np.isnan(values).any():
+            by_subject = pd.Series(values).groupby(codes)
+            new = by_subject.ffill().groupby(codes).bfill().to_numpy(np.float64)
+            n_filled = int(np.sum(np.isnan(values) & ~np.isnan(new)))
+            if n_filled:
+                filled[name] = n_filled
+            values = new
+        per_record[name] = values
         covs[name] = values[first]
         by_seg = np.full((n_id, n_seg), np.nan)
         by_seg[units // n_seg, units % n_seg] = values[seg_first]
@@ -561,4 +625,9 @@ def _covariates(frame, columns, codes, n_id, seg, n_seg):
             varying.append(name)
             if (pd.Series(values).groupby(unit).nunique(dropna=False) > 1).any():
                 seg_varying.append(name)
-    return covs, levels, varying, seg_covs, seg_varying
+    if filled and notes is not None:
+        notes.append(
+            "fill_covariates='locf' filled missing covariate values within subjects: "
+            + ", ".join(f"{k} on {_n_rows(np.ones(v, bool))}" for k, v in filled.items())
+        )
+    return covs, levels, varying, seg_covs, seg_varying, per_record

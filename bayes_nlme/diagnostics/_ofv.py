@@ -155,7 +155,7 @@ def _prepare(model, data) -> tuple[Dataset, _Arrays]:
         for what, present in (
             ("several outputs (DVID endpoints)", md.obs_which is not None),
             ("censored (BLQ) observations", md.obs_cens is not None),
-            ("reset records (EVID 3/4) or IOV", md.unit_id is not None),
+            ("reset records (EVID 3/4), IOV or time-varying covariates", md.unit_id is not None),
         )
         if present
     ]

@@ -203,6 +203,7 @@ class _LinearPK(AbstractPKModel):
     compartments: ClassVar[tuple[str, ...]]
     default_dose_cmt: ClassVar[int] = 1
     required: ClassVar[tuple[str, ...]]
+    supports_initial: ClassVar[bool] = True
 
     def _system(self, p: Mapping[str, Any]) -> tuple[Any, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -251,7 +252,9 @@ class _LinearPK(AbstractPKModel):
                 "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
             )
 
-    def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
+    def amounts(
+        self, params: Mapping[str, Any], doses: Any, times: Any, initial: Any = None
+    ) -> Any:
         """Amount in every compartment at ``times`` for one subject.
 
         Parameters
@@ -270,6 +273,12 @@ class _LinearPK(AbstractPKModel):
             II"; SS=2: the steady state is added); ``ss``/``ii`` None means no steady-state
             dose (see the module docstring for the equations).
         times : array, shape (n_time,)
+        initial : tuple ``(t0, a0)``, optional
+            Amounts ``a0`` (shape (n_cmt,)) present at time ``t0`` in addition to the doses:
+            they contribute ``sum_i exp(lambda_i (t - t0)) Z_i a0`` at ``t >= t0`` (no
+            ``F<n>``/``ALAG<n>``), and, like a dose given before every dose at ``t0`` or
+            later, stop contributing at an SS=1 dose's reset. Used to carry the amounts
+            across covariate change times (time-varying covariates).
 
         Returns
         -------
@@ -348,8 +357,25 @@ class _LinearPK(AbstractPKModel):
             on = active & is_ss[None, :]
             g = g + _ss_past(lam, u, on, is_inf, dose_amt, duration, inf_coef, ii_safe)
         out = jnp.einsum("tdi,dic->tc", g, z_cols)
+        if initial is not None:
+            out = out + self._initial_response(initial, Z, lam, t, d_time, mask, ss, ii)
         # traced invalid RATE code or missing R<n>/D<n> (concrete ones raised above): NaN
         return jnp.where(jnp.any(bad), jnp.nan, out)
+
+    @staticmethod
+    def _initial_response(initial, Z, lam, t, d_time, mask, ss, ii):
+        """Free response to the amounts ``a0`` present at ``t0``: (n_time, n_cmt)."""
+        t0, a0 = initial
+        dtype = lam.dtype
+        t0 = jnp.asarray(t0, dtype)
+        a0 = jnp.asarray(a0, dtype)
+        on = t >= t0
+        if ss is not None:  # an SS=1 dose at t0 or later resets the system: a0 is gone
+            resets = mask & (ss == 1) & (ii > 0) & (d_time >= t0)
+            on = on & (t < jnp.min(jnp.where(resets, d_time, jnp.inf), initial=jnp.inf))
+        since = jnp.where(on, t - t0, 0.0)  # clamp first: exponents stay <= 0
+        decay = jnp.where(on[:, None], jnp.exp(lam * since[:, None]), 0.0)  # (n_time, n_eig)
+        return jnp.einsum("ti,ijk,k->tj", decay, Z, a0)
 
 
 def _dose_infusions(

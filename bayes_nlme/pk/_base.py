@@ -35,11 +35,21 @@ class AbstractPKModel(abc.ABC):
     its start as for any dose. ``R<n>`` / ``D<n>`` have no default: they are needed
     whenever the doses into CMT ``n`` use ``RATE = -1`` / ``-2`` (concrete dose arrays:
     an error naming the parameter; traced ones: NaN amounts).
+
+    **Initial state** (``supports_initial``). Models that set ``supports_initial = True``
+    also accept ``initial=(t0, a0)`` in :meth:`amounts` (and the ODE models in
+    ``solve_status``): the compartments hold the amounts ``a0`` (shape (n_cmt,), dose units)
+    at time ``t0``, on top of the doses, as if each ``a0[k]`` were a bolus into
+    compartment ``k`` at ``t0`` that bypasses ``F<n>`` and ``ALAG<n>``. The population
+    layer uses it to carry the amounts across the change times of time-varying covariates
+    (:class:`bayes_nlme.Model`); derivatives with respect to ``a0`` are supported.
     """
 
     compartments: ClassVar[tuple[str, ...]]
     default_dose_cmt: ClassVar[int]
     required: ClassVar[tuple[str, ...]]
+    #: Whether :meth:`amounts` accepts ``initial=(t0, a0)`` (see Notes).
+    supports_initial: ClassVar[bool] = False
 
     @property
     def optional(self) -> tuple[str, ...]:

@@ -31,6 +31,10 @@ from ._base import AbstractPKModel
 __all__ = ["ODE", "ODESolveError"]
 
 
+#: Prefix of the pseudo-parameters that carry ``initial`` amounts through the solve (they
+#: enter the parameter vector so that forward sensitivities cover them).
+_INIT = "__initial_amount_"
+
 _SS_MESSAGE = (
     "steady-state doses (SS 1 or 2) are not supported by ODE models; give the doses that "
     "lead to steady state as explicit events (e.g. ADDL/II), or use an analytic model."
@@ -363,6 +367,8 @@ class ODE(AbstractPKModel):
             and isinstance(solver, diffrax.AbstractERK)
         )
 
+    supports_initial = True
+
     def __repr__(self) -> str:
         name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
         return (
@@ -446,12 +452,14 @@ class ODE(AbstractPKModel):
         return self._derivative(t, y, params) + rates
 
     # ------------------------------------------------------------------ solve
-    def solve_status(self, params: Mapping[str, Any], doses: Any, times: Any) -> tuple[Any, Any]:
+    def solve_status(
+        self, params: Mapping[str, Any], doses: Any, times: Any, initial: Any = None
+    ) -> tuple[Any, Any]:
         """Amounts at ``times`` for one subject, and whether the solver succeeded.
 
         Parameters
         ----------
-        params, doses, times
+        params, doses, times, initial
             As in :meth:`amounts`.
 
         Returns
@@ -476,7 +484,7 @@ class ODE(AbstractPKModel):
         jax.eval_shape(self._derivative, jnp.zeros((), dtype), jnp.zeros(n, dtype), p)
 
         n_dose = jnp.shape(doses.time)[0]
-        if n_dose == 0 or n_time == 0:
+        if (n_dose == 0 and initial is None) or n_time == 0:
             return jnp.zeros((n_time, n), dtype), jnp.asarray(True)
         # jnp.array (a copy, free under jit), not asarray: a NumPy array vmapped into the
         # custom_jvp below otherwise trips JAX ("non-canonical constant")
@@ -488,6 +496,15 @@ class ODE(AbstractPKModel):
             jnp.array(doses.mask, bool),
             jnp.array(t),
         )
+        if initial is not None:
+            # the initial amounts become parameters (differentiable by the forward
+            # sensitivities), their time an extra event: data = (doses..., t0, times)
+            t0, a0 = initial
+            a0 = jnp.asarray(a0, dtype)
+            if a0.shape != (n,):
+                raise ModelError(f"initial amounts must have shape ({n},); got {a0.shape}.")
+            p = {**p, **{f"{_INIT}{k}": a0[k] for k in range(n)}}
+            data = (*data[:-1], jnp.array(t0, dtype), data[-1])
         keys = tuple(p)
         bad = [k for k in keys if p[k].shape != ()]
         if bad:
@@ -521,7 +538,8 @@ class ODE(AbstractPKModel):
         ``b_next`` and the sorted evaluation times with their segment.
         """
         p = dict(zip(keys, pvec, strict=True))
-        d_time, amt, rate, cmt, mask, t = data
+        d_time, amt, rate, cmt, mask = data[:5]
+        t = data[-1]
         dtype = t.dtype
         n = len(self.compartments)
         n_dose = d_time.shape[0]
@@ -550,14 +568,21 @@ class ODE(AbstractPKModel):
         t_safe = jnp.where(jnp.isfinite(t_safe), t_safe, 0.0)
         t_end = jnp.maximum(
             jnp.max(t_safe),
-            jnp.max(jnp.where(is_inf, end, jnp.where(mask, start, -jnp.inf))),
+            jnp.max(jnp.where(is_inf, end, jnp.where(mask, start, -jnp.inf)), initial=-jnp.inf),
         )
+        if len(data) == 7:
+            t0 = data[5]
+            t_end = jnp.maximum(t_end, t0)
 
         # breakpoints: (lagged) starts, then infusion ends; padding parked at t_end
         bp = jnp.concatenate([jnp.where(mask, start, t_end), jnp.where(is_inf, end, t_end)])
         jump = jnp.concatenate(
             [onehot * jnp.where(is_bolus, dose_amt, 0.0)[:, None], jnp.zeros((n_dose, n), dtype)]
         )
+        if len(data) == 7:  # initial amounts at t0: the first event (stable sort keeps it so)
+            a0 = jnp.stack([p[f"{_INIT}{k}"] for k in range(n)])
+            bp = jnp.concatenate([t0[None], bp])
+            jump = jnp.concatenate([a0[None, :], jump])
         order = jnp.argsort(bp, stable=True)
         b = bp[order]
         jump = jump[order]
@@ -868,7 +893,9 @@ class ODE(AbstractPKModel):
         jac = jnp.zeros((n_time, n, n_p), dtype).at[aux["t_order"]].set(jac)
         return out, ok, jnp.where(keep[..., None], jac, 0.0)
 
-    def amounts(self, params: Mapping[str, Any], doses: Any, times: Any) -> Any:
+    def amounts(
+        self, params: Mapping[str, Any], doses: Any, times: Any, initial: Any = None
+    ) -> Any:
         """Amount in every compartment at ``times`` for one subject (NaN if the solve failed).
 
         Parameters
@@ -884,6 +911,12 @@ class ODE(AbstractPKModel):
             events with ``mask`` False change nothing.
         times : array, shape (n_time,)
             Evaluation times, any order.
+        initial : tuple ``(t0, a0)``, optional
+            Amounts ``a0`` (shape (n_cmt,)) added to the state at time ``t0`` as one extra
+            event (no ``F<n>``/``ALAG<n>``; the state is zero before the first event).
+            ``a0`` enters the parameter vector, so derivatives with respect to it are
+            available with both ``sensitivities``. Used to carry the amounts across the
+            change times of time-varying covariates.
 
         Returns
         -------
@@ -901,7 +934,7 @@ class ODE(AbstractPKModel):
         NotImplementedError
             A derivative w.r.t. the dose records or times with ``sensitivities="forward"``.
         """
-        return self.solve_status(params, doses, times)[0]
+        return self.solve_status(params, doses, times, initial)[0]
 
     # ------------------------------------------------------------------ failures
     def failure_message(self, n_failed: int | None = None, n_total: int | None = None) -> str:

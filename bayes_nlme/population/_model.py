@@ -13,6 +13,7 @@ import numpyro.distributions as dist
 
 from .._errors import ModelError
 from ..data._dataset import Dataset, Doses
+from ..data._rules import _rows_text
 from ..pk._base import AbstractPKModel
 from ._error import AbstractError, Censored, Endpoints
 from ._iov import IOV
@@ -65,6 +66,12 @@ class ModelData(NamedTuple):
     when the dataset has reset records (EVID 3/4) or the model has IOV. Without resets and
     IOV, units are subjects (``unit_id`` is None).
 
+    When a covariate the model declares changes within a unit (time-varying covariates),
+    each unit is further split into consecutive *covariate intervals* (``int_start`` is
+    not None): the dose fields then have shape (n_unit, n_int, n_dose_max), ``obs_time``
+    (n_unit, n_int, n_time_max), and ``obs_slot`` indexes the flattened last two axes
+    (``interval * n_time_max + slot``); ``unit_id`` is set even without resets.
+
     Attributes
     ----------
     dose_time, dose_amt, dose_rate, dose_cmt, dose_mask : arrays, shape (n_unit, n_dose_max)
@@ -95,6 +102,16 @@ class ModelData(NamedTuple):
         Censored (BLQ) observations; None when there are none.
     obs_lloq : float array, shape (n_obs,), or None
         LLOQ of each observation (NaN where unknown); None when unknown everywhere.
+    int_start : float array, shape (n_unit, n_int), or None
+        Start time of each covariate interval (the first: the unit's first record); padding
+        intervals repeat the last start. None without time-varying covariates.
+    int_mask : bool array, shape (n_unit, n_int), or None
+        True for the real covariate intervals.
+    int_covariates : dict of str to array, shape (n_unit, n_int), or None
+        The declared covariates' value in each covariate interval (padding: the last one).
+    obs_mask : bool array, shape (n_obs,), or None
+        False on padding entries of ``obs`` (set by :func:`bayes_nlme.fit_batch`, which pads
+        datasets of a batch to one shape); their log-likelihood is 0. None: all real.
     """
 
     dose_time: Any
@@ -116,6 +133,10 @@ class ModelData(NamedTuple):
     obs_which: Any = None
     obs_cens: Any = None
     obs_lloq: Any = None
+    int_start: Any = None
+    int_mask: Any = None
+    int_covariates: Any = None
+    obs_mask: Any = None
 
     @property
     def doses(self) -> Doses:
@@ -205,8 +226,22 @@ class Model:
         outputs (endpoints), e.g. ``{"cp": Combined(...), "pca": Additive(...)}``, each
         observation following the output its DVID names (see ``dvid``).
     covariates : sequence of str, optional
-        Dataset columns ``pre`` uses (baseline value per subject; the value at the start of
-        each occasion for datasets with reset records). Matched case-insensitively.
+        Dataset columns ``pre`` uses. Matched case-insensitively. A covariate that is
+        constant within each subject (or each segment between reset records) enters ``pre``
+        with that value. A covariate whose value changes within a subject's records is
+        used as **time-varying** automatically: piecewise constant, each record's value
+        applying from its TIME on (last observation carried forward, LOCF; of several
+        records at one TIME the last one counts; EVID=2 records may carry the changes).
+        Each subject is then evaluated interval by interval (``pre`` is called with the
+        interval's values, so every individual parameter, and ``ind`` in ``derived``, is
+        piecewise constant), the compartment amounts carried continuously across each change
+        time (no reset); infusions running across a change are split there. This is the
+        convention of Monolix and of rxode2's default; NONMEM's PREDPP advances from one
+        record to the next with the later record's values (NONMEM Users Guide VI, "next
+        observation carried backward"): shift the column one record back to reproduce it.
+        To use the baseline only, declare a column holding each subject's first value
+        (e.g. ``df.groupby("ID").WT.transform("first")``). A value missing on any record is
+        an error naming the rows (see ``read_nonmem(..., fill_covariates="locf")``).
     iov : IOV, optional
         Inter-occasion variability (``eta.kappa_<name>`` in ``pre``).
     dvid : mapping, optional
@@ -379,10 +414,24 @@ class Model:
         Raises
         ------
         ModelError
-            If a declared covariate is absent from the dataset or missing for some subjects;
-            if the dataset's DVID values do not map onto the model's outputs; if an IOV
-            occasion column is absent, missing, or changes without a reset; if ``times`` is
-            given for a dataset with reset records.
+            If a declared covariate is absent from the dataset or missing (NaN) on some
+            record (the message names the subjects and rows); if the dataset's DVID values do
+            not map onto the model's outputs; if an IOV occasion column is absent, missing,
+            or changes without a reset; if ``times`` is given for a dataset with reset
+            records or a model with IOV. With time-varying covariates (a declared covariate
+            changing within a segment): if the structural model cannot start from given
+            amounts, or a dose followed by a change in its segment cannot be carried across
+            it (a lag time ``ALAG<n>`` returned by ``pre`` for its compartment, RATE -1/-2,
+            a steady-state infusion, or an infusion whose compartment has ``F<n>``); the
+            message names the subjects and rows.
+
+        Notes
+        -----
+        Time-varying covariates (see the ``covariates`` parameter of :class:`Model`) make
+        :class:`ModelData` hold covariate intervals (``int_start``, ``int_mask``,
+        ``int_covariates``; dose fields and ``obs_time`` with an interval axis); only then:
+        without them the arrays, and the predictions, are exactly those of the per-unit
+        path.
         """
         by_lower = {k.lower(): k for k in data.covariates}
         missing = [c for c in self.covariates if c.lower() not in by_lower]
@@ -392,24 +441,22 @@ class Model:
                 f"covariate columns: {sorted(data.covariates) or 'none'}. Add the column or "
                 "remove the name from Model(covariates=...)."
             )
-        for c in self.covariates:
-            values = np.asarray(data.covariates[by_lower[c.lower()]], dtype=float)
-            nan = np.isnan(values)
-            if nan.any():
-                raise ModelError(
-                    f"Covariate {c!r} is missing (NaN) on the first record of subjects "
-                    f"{data.ids[nan].tolist()}. Fill it in the dataset (baseline value on each "
-                    "subject's first row) or drop those subjects."
-                )
+        self._check_missing_covariates(data, by_lower)
         if np.any(data.dose_mask & (data.dose_rate < 0)):
             self._check_modeled_rates(data)
-        units = self._units(data) if (data.has_resets or self.iov is not None) else None
-        if times is not None and units is not None:
-            raise ModelError(
-                "Prediction curves at chosen times (times=...) are not available for datasets "
-                "with reset records or models with IOV yet: evaluate at the observation "
-                "times, or read each occasion as its own subject for plotting."
-            )
+        varying = [c for c in self.covariates if by_lower[c.lower()] in data.segment_varying]
+        if data.has_resets or self.iov is not None:
+            units = self._units(data)
+            if times is not None:
+                raise ModelError(
+                    "Prediction curves at chosen times (times=...) are not available for "
+                    "datasets with reset records or models with IOV yet: evaluate at the "
+                    "observation times, or read each occasion as its own subject for plotting."
+                )
+        elif varying:
+            units = [(i, 0) for i in range(data.n_id)]
+        else:
+            units = None
         has_ss = bool(np.any((np.asarray(data.dose_ss) > 0) & np.asarray(data.dose_mask, bool)))
         out_names = self.output_names()
         if times is None:
@@ -456,7 +503,221 @@ class Model:
                 dose_ii=jnp.asarray(data.dose_ii, dtype=float) if has_ss else None,
                 **fields,
             )
+        if varying:
+            return self._interval_data(data, units, varying, has_ss, by_lower, fields, times)
         return self._unit_data(data, units, has_ss, by_lower, fields)
+
+    @staticmethod
+    def _record_values(data: Dataset, name: str) -> np.ndarray:
+        """Value of covariate ``name`` on every record (``record_*`` slots), (n_id, n_rec)."""
+        if name in data.record_covariates:
+            return np.asarray(data.record_covariates[name], float)
+        by_seg = np.asarray(data.segment_covariates[name], float)
+        seg = np.clip(np.asarray(data.record_seg), 0, by_seg.shape[1] - 1)
+        return np.take_along_axis(by_seg, seg, axis=1)
+
+    def _check_missing_covariates(self, data: Dataset, by_lower) -> None:
+        """A declared covariate missing (NaN) on some record: name the subjects and rows."""
+        for c in self.covariates:
+            name = by_lower[c.lower()]
+            bad = np.asarray(data.record_mask, bool) & np.isnan(self._record_values(data, name))
+            base = np.isnan(np.asarray(data.covariates[name], dtype=float))
+            subjects = np.flatnonzero(bad.any(axis=1) | base)
+            if subjects.size == 0:
+                continue
+            rows = sorted(int(r) for r in np.asarray(data.record_row)[bad] if r >= 0)
+            where = (
+                "on " + _rows_text(rows, csv=data.source is not None)
+                if rows
+                else "on their first record"
+            )
+            raise ModelError(
+                f"Covariate {c!r} is missing (NaN) for subjects {data.ids[subjects].tolist()} "
+                f"{where} (rows are the input table's index labels). The model uses the value "
+                "on every record (time-varying covariates are carried forward from each "
+                "record's TIME). Fix: fill it in the dataset (impute each missing value; for a "
+                "baseline covariate repeat the subject's first value on every row), or read "
+                "the dataset with read_nonmem(..., fill_covariates='locf') to carry each "
+                "subject's last value forward, or drop those subjects."
+            )
+
+    def _interval_data(
+        self, data: Dataset, units, varying, has_ss: bool, by_lower, fields, times=None
+    ) -> ModelData:
+        """Units split into covariate intervals (time-varying covariates, see model_data).
+
+        Interval ``k`` of a unit starts at the ``k``-th TIME where the value of some declared
+        covariate changes (each record's value applies from its TIME on; of several records
+        at one TIME the last one counts). Doses go to the interval of their time;
+        infusions (RATE > 0) still running at a change time are split there into two
+        infusions at the same rate. Doses whose effect could cross a change time in a way
+        the carried amounts cannot represent are refused (see
+        :meth:`_interval_problem`).
+        """
+        if not getattr(self.dynamics, "supports_initial", False):
+            raise ModelError(
+                f"The covariates {varying} change within subjects (time-varying), which needs "
+                f"a structural model that can start from given amounts; {self.dynamics!r} "
+                "cannot (supports_initial is False). Use an analytic or bn.pk.ODE model, or "
+                "declare a baseline covariate column instead."
+            )
+        names = [by_lower[c.lower()] for c in self.covariates]
+        rec_values = [self._record_values(data, nm) for nm in names]
+        returned = set(self._probe()[0])
+        plans, problems = [], []
+        for i, g in units:
+            rec = np.flatnonzero(np.asarray(data.record_mask[i], bool) & (data.record_seg[i] == g))
+            rt = np.asarray(data.record_time[i, rec], float)
+            vals = np.stack([v[i, rec] for v in rec_values], axis=1)
+            last = np.r_[rt[1:] != rt[:-1], True]  # the last record at each TIME
+            t_u, v_u = rt[last], vals[last]
+            new = np.r_[True, np.any(v_u[1:] != v_u[:-1], axis=1)]
+            starts, values = t_u[new], v_u[new]
+            n_int = len(starts)
+            pieces = [[] for _ in range(n_int)]
+            dl = np.flatnonzero(data.dose_mask[i] & (data.dose_seg[i] == g))
+            for jd in dl:
+                dose = {k: getattr(data, f"dose_{k}")[i, jd] for k in _DOSE_FIELDS}
+                k = int(np.searchsorted(starts[1:], dose["time"], side="right"))
+                if k == n_int - 1:  # no change after it: as is
+                    pieces[k].append(dose)
+                    continue
+                why = self._interval_problem(dose, returned)
+                if why is not None:
+                    problems.append((i, int(data.dose_row[i, jd]), why, float(starts[k + 1])))
+                    continue
+                rate = float(dose["rate"])
+                end = float(dose["time"]) + (float(dose["amt"]) / rate if rate > 0 else 0.0)
+                if end <= starts[k + 1]:
+                    pieces[k].append(dose)
+                    continue
+                for j in range(k, n_int):  # an infusion split at the change times
+                    a = max(float(dose["time"]), float(starts[j]))
+                    b = min(end, float(starts[j + 1])) if j + 1 < n_int else end
+                    if b > a:
+                        pieces[j].append({**dose, "time": a, "amt": rate * (b - a)})
+            if times is None:
+                ol = np.flatnonzero(data.obs_mask[i] & (data.obs_seg[i] == g))
+                ot = np.asarray(data.obs_time[i, ol], float)
+            else:
+                ol = np.arange(times.shape[1])
+                ot = times[i]
+            k_obs = np.searchsorted(starts[1:], ot, side="right")
+            plans.append((starts, values, pieces, ol, ot, k_obs))
+        if problems:
+            self._raise_interval_problems(data, problems, varying)
+
+        n_unit = len(units)
+        n_int = max(len(p[0]) for p in plans)
+        n_dose = max(1, max(len(x) for p in plans for x in p[2]))
+        n_time = max(1, max(int(np.bincount(p[5], minlength=1).max()) for p in plans))
+        d = {k: np.zeros((n_unit, n_int, n_dose), t) for k, t in _DOSE_FIELDS.items()}
+        d["mask"] = np.zeros((n_unit, n_int, n_dose), bool)
+        obs_time = np.zeros((n_unit, n_int, n_time))
+        start = np.zeros((n_unit, n_int))
+        int_mask = np.zeros((n_unit, n_int), bool)
+        int_cov = np.zeros((len(names), n_unit, n_int))
+        where = {}
+        for u, ((i, _), (starts, values, pieces, ol, ot, k_obs)) in enumerate(
+            zip(units, plans, strict=True)
+        ):
+            m = len(starts)
+            start[u, :m], start[u, m:] = starts, starts[-1]
+            int_mask[u, :m] = True
+            int_cov[:, u, :m] = values.T
+            int_cov[:, u, m:] = values[-1][:, None]
+            for k, doses in enumerate(pieces):
+                for slot, dose in enumerate(doses):
+                    for f in _DOSE_FIELDS:
+                        d[f][u, k, slot] = dose[f]
+                    d["mask"][u, k, slot] = True
+            fill = np.zeros(n_int, int)
+            for jj, t, k in zip(ol, ot, k_obs, strict=True):
+                obs_time[u, k, fill[k]] = t
+                where[(i, int(jj))] = (u, int(k) * n_time + fill[k])
+                fill[k] += 1
+        if times is None:
+            s, j = data.obs_index
+        else:
+            s, j = np.nonzero(np.ones(times.shape, dtype=bool))
+        pos = np.array([where[(int(a), int(b))] for a, b in zip(s, j, strict=True)]).reshape(-1, 2)
+        unit_id = np.array([i for i, _ in units])
+        unit_occ = occ_index = None
+        if self.iov is not None:
+            codes, occ_values = self._occasions(data, units)
+            unit_occ = jnp.asarray(codes, jnp.int32)
+            occ_index = jnp.arange(len(occ_values), dtype=jnp.int32)
+        covs = {c: jnp.asarray(int_cov[k, :, 0]) for k, c in enumerate(self.covariates)}
+        return ModelData(
+            dose_time=jnp.asarray(d["time"]),
+            dose_amt=jnp.asarray(d["amt"]),
+            dose_rate=jnp.asarray(d["rate"]),
+            dose_cmt=jnp.asarray(d["cmt"]),
+            dose_mask=jnp.asarray(d["mask"]),
+            obs_time=jnp.asarray(obs_time),
+            obs_unit=jnp.asarray(pos[:, 0], jnp.int32),
+            obs_slot=jnp.asarray(pos[:, 1], jnp.int32),
+            covariates=covs,
+            dose_ss=jnp.asarray(d["ss"]) if has_ss else None,
+            dose_ii=jnp.asarray(d["ii"]) if has_ss else None,
+            unit_id=jnp.asarray(unit_id, jnp.int32),
+            unit_occ=unit_occ,
+            occ_index=occ_index,
+            id_covariates={
+                c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
+            },
+            int_start=jnp.asarray(start),
+            int_mask=jnp.asarray(int_mask),
+            int_covariates={c: jnp.asarray(int_cov[k]) for k, c in enumerate(self.covariates)},
+            **fields,
+        )
+
+    def _interval_problem(self, dose: dict, returned: set) -> str | None:
+        """Why a dose followed by a covariate change cannot be carried across it, or None.
+
+        The amounts carried into the next interval are those at the change time; what is
+        still to come from a dose after that time must be known from the data alone. A
+        bolus without lag time and an infusion at a given RATE (> 0, without bioavailability
+        ``F<n>``: it would change the duration) qualify; a lag time ``ALAG<n>`` (the lagged
+        dose could fall after the change), a modelled infusion (RATE -1/-2: duration from
+        the parameters) and a steady-state infusion (implied infusions still running) do
+        not.
+        """
+        c = int(dose["cmt"]) or self.dynamics.default_dose_cmt
+        rate, ss = float(dose["rate"]), int(dose["ss"])
+        if rate < 0:
+            return f"a modelled infusion (RATE={rate:g}: its duration comes from R{c}/D{c})"
+        if ss > 0 and rate != 0:
+            return "a steady-state infusion (SS>0, RATE>0: implied infusions still running)"
+        if f"ALAG{c}" in returned:
+            return f"a dose into CMT {c} with a lag time ALAG{c} (it could land after the change)"
+        if rate > 0 and f"F{c}" in returned:
+            return f"an infusion into CMT {c} whose duration depends on F{c}"
+        return None
+
+    def _raise_interval_problems(self, data: Dataset, problems, varying) -> None:
+        csv = data.source is not None
+        lines = []
+        for i in sorted({p[0] for p in problems}):
+            mine = [p for p in problems if p[0] == i]
+            rows = sorted({p[1] for p in mine if p[1] >= 0})
+            whys = "; ".join(sorted({p[2] for p in mine}))
+            change = min(p[3] for p in mine)
+            where = _rows_text(rows, csv=csv) if rows else "dose records"
+            lines.append(
+                f"  subject {data.ids[i]}, {where}: {whys}, followed by a change of the "
+                f"time-varying covariates at TIME {change:g}"
+            )
+        raise ModelError(
+            f"The covariates {varying} change within subjects, so the model is evaluated "
+            "interval by interval with the amounts carried across each change; these doses "
+            "cannot be carried across (rows are the input table's index labels):\n"
+            + "\n".join(lines)
+            + "\nFix: declare a baseline covariate column instead (e.g. "
+            "df.groupby('ID').WT.transform('first')), give the doses as explicit events "
+            "(bolus / infusion with RATE > 0, no ALAG or F on infusions), or move the change "
+            "after the dose's effect."
+        )
 
     def _units(self, data: Dataset) -> list[tuple[int, int]]:
         """(subject, segment) of every segment holding a dose or an observation."""
@@ -644,14 +905,76 @@ class Model:
             False when an ODE solve failed (the amounts are then placeholders of 1.0, so that
             no NaN reaches values or gradients); always True for analytic models.
         """
-        p = Namespace("p (population parameters)", theta)
         ind = self.individual(theta, eta, cov)
+        amounts, ok = self._amounts(ind, doses, times)
+        return ind, self._outputs(theta, amounts, times, ind), ok
+
+    def _amounts(self, ind, doses, times, initial=None):
+        """Amounts (n_time, n_cmt) and the solver flag; ``initial=(t0, a0)`` as in
+        :class:`bayes_nlme.pk.AbstractPKModel` (passed only when given)."""
+        kw = {} if initial is None else {"initial": initial}
         solve = getattr(self.dynamics, "solve_status", None)
         if solve is None:  # analytic models cannot fail
-            amounts, ok = self.dynamics.amounts(ind, doses, times), jnp.asarray(True)
-        else:  # ODE: a failed solve gives NaN amounts; keep NaN out of values and gradients
-            amounts, ok = solve(ind, doses, times)
-            amounts = jnp.where(ok, amounts, 1.0)
+            return self.dynamics.amounts(ind, doses, times, **kw), jnp.asarray(True)
+        # ODE: a failed solve gives NaN amounts; keep NaN out of values and gradients
+        amounts, ok = solve(ind, doses, times, **kw)
+        return jnp.where(ok, amounts, 1.0), ok
+
+    def subject_intervals(
+        self, theta: Mapping, eta: Mapping, cov: Mapping, doses: Doses, times, start, mask
+    ):
+        """Error model for ONE unit split into covariate intervals (time-varying covariates).
+
+        The intervals are evaluated in order with ``jax.lax.scan``: interval ``k`` computes
+        the individual parameters from its covariate values, then the amounts at its
+        evaluation times and at the start of interval ``k + 1``, starting from the amounts
+        carried over from interval ``k - 1`` at its own start (``initial=(t0, a0)`` of the
+        structural model: continuous amounts, no reset at a covariate change).
+
+        Parameters
+        ----------
+        theta, eta
+            As in :meth:`subject_status`.
+        cov : mapping of str to array, shape (n_int,)
+            Covariate values of each interval.
+        doses : Doses
+            Dose events of each interval, fields of shape (n_int, n_dose_max).
+        times : array, shape (n_int, n_time)
+            Evaluation times of each interval.
+        start : array, shape (n_int,)
+            Start time of each interval (padding intervals repeat the last one).
+        mask : bool array, shape (n_int,)
+            The real intervals.
+
+        Returns
+        -------
+        ind : dict of str to array, shape (n_int,)
+            Individual parameters of each interval.
+        outputs : dict of str to AbstractError
+            Fields of shape (n_int * n_time,) (interval-major).
+        ok : bool scalar
+            False when an ODE solve of some real interval failed.
+        """
+        end = jnp.concatenate([start[1:], start[-1:]])
+        n_cmt = len(self.dynamics.compartments)
+
+        def step(carry, xs):
+            cov_k, doses_k, times_k, t0, t1, real = xs
+            ind = self.individual(theta, eta, cov_k)
+            ts = jnp.concatenate([times_k, t1[None]])
+            amounts, ok = self._amounts(ind, doses_k, ts, initial=(t0, carry))
+            out = self._outputs(theta, amounts[:-1], times_k, ind)
+            carry = jnp.where(real, jnp.where(ok, amounts[-1], 0.0), carry)
+            return carry, (ind, out, ok | ~real)
+
+        a0 = jnp.zeros(n_cmt, jnp.result_type(float))
+        _, (ind, out, ok) = jax.lax.scan(step, a0, (cov, doses, times, start, end, mask))
+        flat = {k: jax.tree_util.tree_map(lambda x: x.reshape(-1), v) for k, v in out.items()}
+        return ind, flat, jnp.all(ok)
+
+    def _outputs(self, theta, amounts, times, ind) -> dict:
+        """``derived`` on the amounts at ``times``, checked and broadcast to their shape."""
+        p = Namespace("p (population parameters)", theta)
         a = dict(zip(self.dynamics.compartments, jnp.moveaxis(amounts, -1, 0), strict=True))
         a["t"] = times
         out = self.derived(
@@ -669,7 +992,7 @@ class Model:
                 f"(Additive, Proportional, Combined, Exponential); not so for {bad}."
             )
         shape = jnp.shape(times)
-        return ind, {k: v.broadcast(shape) for k, v in out.items()}, ok
+        return {k: v.broadcast(shape) for k, v in out.items()}
 
     def individual(self, theta: Mapping, eta: Mapping, cov: Mapping) -> dict:
         """``pre`` for ONE subject, checked: the individual parameters as float arrays.
@@ -867,11 +1190,18 @@ class Model:
         name = self.output_name()
         numpyro.deterministic("IPRED", err.ipred)
         with numpyro.plate("obs", data.n_obs):
-            y = numpyro.sample(name, err.distribution(), obs=DV)
+            if data.obs_mask is None:
+                y = numpyro.sample(name, err.distribution(), obs=DV)
+            else:
+                with numpyro.handlers.mask(mask=data.obs_mask):
+                    y = numpyro.sample(name, err.distribution(), obs=DV)
         if DV is not None:
             # Pointwise log-likelihood, computed once per kept draw inside the compiled
             # sampling loop (cheaper than a separate pass afterwards).
-            numpyro.deterministic(f"loglik_{name}", err.distribution().log_prob(DV))
+            loglik = err.distribution().log_prob(DV)
+            if data.obs_mask is not None:
+                loglik = jnp.where(data.obs_mask, loglik, 0.0)
+            numpyro.deterministic(f"loglik_{name}", loglik)
         elif data.obs_lloq is not None:
             numpyro.deterministic("BLQ", y < data.obs_lloq)
 
@@ -905,6 +1235,12 @@ class Model:
         ok : bool array, shape (n_id,)
             False where the structural model's solver failed for some unit of the subject
             (always True for analytic models); the amounts of such units are placeholders.
+
+        Notes
+        -----
+        With covariate intervals (``data.int_start`` not None, time-varying covariates)
+        each unit goes through :meth:`subject_intervals` and ``ind`` holds the parameters
+        at the subjects' baseline covariates.
         """
         doses = data.doses
         kappa = dict(kappa or {})
@@ -919,10 +1255,22 @@ class Model:
                 )
             cov_u = data.covariates
 
-        def one(eta_i, cov_i, doses_i, times_i):
-            return self.subject_status(theta, eta_i, cov_i, doses_i, times_i)
+        if data.int_start is None:
 
-        ind, outputs, ok = jax.vmap(one)(eta_u, cov_u, doses, data.obs_time)
+            def one(eta_i, cov_i, doses_i, times_i):
+                return self.subject_status(theta, eta_i, cov_i, doses_i, times_i)
+
+            ind, outputs, ok = jax.vmap(one)(eta_u, cov_u, doses, data.obs_time)
+        else:  # time-varying covariates: covariate intervals, amounts carried across
+
+            def one(eta_i, cov_i, doses_i, times_i, start_i, mask_i):
+                return self.subject_intervals(
+                    theta, eta_i, cov_i, doses_i, times_i, start_i, mask_i
+                )
+
+            ind, outputs, ok = jax.vmap(one)(
+                eta_u, data.int_covariates, doses, data.obs_time, data.int_start, data.int_mask
+            )
         s, j = data.obs_unit, data.obs_slot
         outputs = {k: jax.tree_util.tree_map(lambda x: x[s, j], v) for k, v in outputs.items()}
         if data.unit_id is not None:
