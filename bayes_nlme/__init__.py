@@ -16,6 +16,7 @@ from .data import Dataset, DatasetError, read_nonmem  # noqa: E402
 from .diagnostics import summary  # noqa: E402
 from .infer import (  # noqa: E402
     fit,
+    fit_batch,
     predict_ipred,
     sample_posterior_predictive,
     sample_prior_predictive,
@@ -50,6 +51,7 @@ __all__ = [
     "dist",
     "error",
     "fit",
+    "fit_batch",
     "pk",
     "plot_individual_fits",
     "posterior_as_prior",

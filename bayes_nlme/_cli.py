@@ -2,6 +2,7 @@
 
 ``bayes-nlme fit MODEL [--data CSV] [--chains N] [--warmup N] [--samples N] [--seed S] [--out DIR]``
 ``bayes-nlme report RUN_DIR``
+``bayes-nlme batch JOB.toml`` (``bayes-nlme batch --template`` prints a job file)
 
 MODEL is a model-zoo name (``theophylline``) or the path of a Python file that defines
 ``model`` (a :class:`bayes_nlme.Model`) and optionally ``data`` (a function returning the
@@ -196,6 +197,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch._jobs import JOB_TEMPLATE, run_job
+
+    if args.template:
+        print(JOB_TEMPLATE, end="")
+        return 0
+    if not args.job:
+        raise UsageError("Give the job file: bayes-nlme batch JOB.toml (--template prints one).")
+    run_job(args.job, progress=None if not args.no_progress else False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-nlme", description="Bayesian population PK/PD with NUTS."
@@ -221,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished fit")
     r.add_argument("run_dir", help="the --out directory of a `bayes-nlme fit` run")
     r.set_defaults(func=cmd_report)
+    b = sub.add_parser(
+        "batch",
+        help="fit a model to many datasets (files or simulated trials) as a resumable job",
+    )
+    b.add_argument("job", nargs="?", help="the job file (TOML); see --template")
+    b.add_argument("--template", action="store_true", help="print a commented job file")
+    b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    b.set_defaults(func=cmd_batch)
     return parser
 
 

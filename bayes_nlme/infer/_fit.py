@@ -180,6 +180,10 @@ def fit(
         num_chains=chains,
         chain_method=method,
         progress_bar=progress_bar,
+        # Data as arguments of the compiled sampler, not constants folded into it: the
+        # program is then the one fit_batch runs (equal draws to round-off), and a second
+        # dataset of the same shape reuses it.
+        jit_model_args=True,
     )
     with warnings.catch_warnings(), _explain_init_failure(model):
         warnings.filterwarnings("ignore", message="There are not enough devices")
@@ -298,9 +302,20 @@ def to_inference_data(model: Model, ds: Dataset, mcmc: MCMC, obs_name: str):
     Built with ``arviz.from_dict`` from the draws NumPyro kept (``az.from_numpyro`` would
     re-trace the model eagerly, which costs several seconds of op-by-op compilation).
     """
-    draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    draws = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    return draws_to_inference_data(model, ds, draws, extra, obs_name)
+
+
+def draws_to_inference_data(model: Model, ds: Dataset, draws: dict, extra: dict, obs_name: str):
+    """InferenceData from draws and NUTS fields, each shaped (chain, draw, ...).
+
+    ``draws`` holds the constrained sites and deterministics (``loglik_<obs_name>``
+    included); ``extra`` the fields of ``_EXTRA_FIELDS``.
+    """
+    draws = {k: np.asarray(v) for k, v in draws.items()}
     loglik = {obs_name: draws.pop(f"loglik_{obs_name}")}
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    extra = {k: np.asarray(v) for k, v in extra.items()}
     n_steps = extra["num_steps"]
     sample_stats = {
         "lp": -extra["potential_energy"],
