@@ -18,9 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/bayes-nlme fit theophylline --out runs/theophylline
 
-## The whole test suite (slow statistical tests included)
+## The whole test suite (slow statistical tests included), two workers (one per CI core;
+## a test file stays on one worker so its module fixtures are built once)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 ## Unit tests only
 test-fast: $(STAMP)

@@ -143,12 +143,8 @@ class _Program:
         state = kernel.init(key, self.warmup, None, args, kwargs)
         ok = jnp.isfinite(state.potential_energy)
 
-        def warm(s, _):
-            return kernel.sample(s, args, kwargs), None
-
-        def draw(s, _):
-            s = kernel.sample(s, args, kwargs)
-            fields = {
+        def fields_of(s):
+            return {
                 "potential_energy": s.potential_energy,
                 "energy": s.energy,
                 "num_steps": s.num_steps,
@@ -156,10 +152,24 @@ class _Program:
                 "diverging": s.diverging,
                 "adapt_state.step_size": s.adapt_state.step_size,
             }
-            return s, (s.z, fields)
 
-        state, _ = jax.lax.scan(warm, state, None, length=self.warmup)
-        _, (z, fields) = jax.lax.scan(draw, state, None, length=self.samples)
+        # One loop over warmup + samples (one copy of the NUTS transition in the compiled
+        # program, as in NumPyro's fori_collect): warmup iterations write to slot 0, which
+        # the first kept draw overwrites.
+        n = self.samples
+        buf = jax.tree_util.tree_map(
+            lambda x: jnp.zeros((n, *jnp.shape(x)), jnp.result_type(x)),
+            (state.z, fields_of(state)),
+        )
+
+        def body(i, carry):
+            s, buf = carry
+            s = kernel.sample(s, args, kwargs)
+            j = jnp.maximum(i - self.warmup, 0)
+            buf = jax.tree_util.tree_map(lambda b, x: b.at[j].set(x), buf, (s.z, fields_of(s)))
+            return s, buf
+
+        _, (z, fields) = jax.lax.fori_loop(0, self.warmup + n, body, (state, buf))
         return z, fields, ok
 
     def run(self, keys, mdata, dv):
