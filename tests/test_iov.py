@@ -114,7 +114,7 @@ def test_iov_recovery():
     sim = bn.simulate(model, design, truth, seed=3).predictions
     df = design.copy()
     df.loc[df.EVID == 0, "DV"] = sim["DV"].values[0, 0]
-    fit = bn.fit(model, df, chains=2, warmup=300, samples=300, seed=1, progress_bar=False)
+    fit = bn.fit(model, df, chains=4, warmup=300, samples=300, seed=1, progress_bar=False)
     s = bn.summary(fit)
     # the sample's own SDs (what the data can tell): IIV 0.289, IOV 0.138
     emp = {
