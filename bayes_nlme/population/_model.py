@@ -642,30 +642,9 @@ class Model:
             s, j = np.nonzero(np.ones(times.shape, dtype=bool))
         pos = np.array([where[(int(a), int(b))] for a, b in zip(s, j, strict=True)]).reshape(-1, 2)
         unit_id = np.array([i for i, _ in units])
-        unit_occ = occ_index = None
-        if self.iov is not None:
-            codes, occ_values = self._occasions(data, units)
-            unit_occ = jnp.asarray(codes, jnp.int32)
-            occ_index = jnp.arange(len(occ_values), dtype=jnp.int32)
         covs = {c: jnp.asarray(int_cov[k, :, 0]) for k, c in enumerate(self.covariates)}
-        return ModelData(
-            dose_time=jnp.asarray(d["time"]),
-            dose_amt=jnp.asarray(d["amt"]),
-            dose_rate=jnp.asarray(d["rate"]),
-            dose_cmt=jnp.asarray(d["cmt"]),
-            dose_mask=jnp.asarray(d["mask"]),
-            obs_time=jnp.asarray(obs_time),
-            obs_unit=jnp.asarray(pos[:, 0], jnp.int32),
-            obs_slot=jnp.asarray(pos[:, 1], jnp.int32),
-            covariates=covs,
-            dose_ss=jnp.asarray(d["ss"]) if has_ss else None,
-            dose_ii=jnp.asarray(d["ii"]) if has_ss else None,
-            unit_id=jnp.asarray(unit_id, jnp.int32),
-            unit_occ=unit_occ,
-            occ_index=occ_index,
-            id_covariates={
-                c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
-            },
+        return self._units_model_data(
+            data, units, d, obs_time, pos, unit_id, covs, has_ss, by_lower,
             int_start=jnp.asarray(start),
             int_mask=jnp.asarray(int_mask),
             int_covariates={c: jnp.asarray(int_cov[k]) for k, c in enumerate(self.covariates)},
@@ -780,9 +759,16 @@ class Model:
             seg_values = data.segment_covariates[by_lower[c.lower()]][unit_id, seg_idx]
             base = np.asarray(data.covariates[by_lower[c.lower()]], float)[unit_id]
             covs[c] = jnp.asarray(np.where(np.isnan(seg_values), base, seg_values), float)
-        id_covs = {
-            c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
-        }
+        return self._units_model_data(
+            data, units, d, obs_time, pos, unit_id, covs, has_ss, by_lower, **fields
+        )
+
+    def _units_model_data(
+        self, data, units, d, obs_time, pos, unit_id, covs, has_ss, by_lower, **fields
+    ) -> ModelData:
+        """ModelData of units (subject segments or covariate intervals): dose fields ``d``,
+        evaluation times, obs positions ``pos`` (unit, slot), per-unit covariates ``covs``;
+        adds the occasions (with IOV) and the subjects' baseline covariates."""
         unit_occ = occ_index = None
         if self.iov is not None:
             codes, values = self._occasions(data, units)
@@ -803,7 +789,9 @@ class Model:
             unit_id=jnp.asarray(unit_id, jnp.int32),
             unit_occ=unit_occ,
             occ_index=occ_index,
-            id_covariates=id_covs,
+            id_covariates={
+                c: jnp.asarray(data.covariates[by_lower[c.lower()]], float) for c in self.covariates
+            },
             **fields,
         )
 
