@@ -26,8 +26,9 @@ import bayes_nlme as bn
 from bayes_nlme.batch import simulate_datasets
 from bayes_nlme.model_zoo.theophylline import data, model
 
-TRUTH = dict(tvka=1.5, tvcl=2.8, tvv=32.0, add_sd=0.7, omega_ka_sd=0.6, omega_cl_sd=0.26,
-             omega_v_sd=0.14)
+TRUTH = dict(
+    tvka=1.5, tvcl=2.8, tvv=32.0, add_sd=0.7, omega_ka_sd=0.6, omega_cl_sd=0.26, omega_v_sd=0.14
+)
 
 
 def main() -> None:
@@ -45,9 +46,11 @@ def main() -> None:
     warnings.simplefilter("ignore")
     trials, _ = simulate_datasets(model, data(), args.n, truth=TRUTH, seed=1)
     kw = dict(chains=args.chains, warmup=args.warmup, samples=args.samples)
-    print(f"device: {jax.devices()[0].device_kind} x {jax.local_device_count()} "
-          f"({jax.default_backend()}); {args.n} Theophylline trials, {args.chains} chain(s) x "
-          f"({args.warmup} + {args.samples})")
+    print(
+        f"device: {jax.devices()[0].device_kind} x {jax.local_device_count()} "
+        f"({jax.default_backend()}); {args.n} Theophylline trials, {args.chains} chain(s) x "
+        f"({args.warmup} + {args.samples})"
+    )
 
     t0 = time.perf_counter()
     fits = bn.fit_batch(model, trials, **kw)
@@ -61,10 +64,14 @@ def main() -> None:
     t_loop = (time.perf_counter() - t0) * args.n / n_loop
 
     per_h = lambda t: 3600 * args.n / t  # noqa: E731
-    print(f"loop of fit : {t_loop:8.1f} s  {per_h(t_loop):8.0f} datasets/h"
-          + (f"  (timed on {n_loop}, scaled)" if n_loop != args.n else ""))
-    print(f"fit_batch   : {t_batch:8.1f} s  {per_h(t_batch):8.0f} datasets/h  "
-          f"({div} divergent transitions in all)")
+    print(
+        f"loop of fit : {t_loop:8.1f} s  {per_h(t_loop):8.0f} datasets/h"
+        + (f"  (timed on {n_loop}, scaled)" if n_loop != args.n else "")
+    )
+    print(
+        f"fit_batch   : {t_batch:8.1f} s  {per_h(t_batch):8.0f} datasets/h  "
+        f"({div} divergent transitions in all)"
+    )
     print(f"speed-up fit_batch / loop: {t_loop / t_batch:.1f}x")
     med = np.median([float(f.posterior["tvcl"].median()) for f in fits])
     print(f"check: median over trials of the posterior median tvcl {med:.3f} (truth 2.8)")

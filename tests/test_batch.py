@@ -34,9 +34,7 @@ def iv_model(cl_prior_sd=0.5, name="iv1"):
         random=bn.IIV(["cl"], sd=dist.HalfNormal(0.3)),
         pre=lambda p, eta, cov: dict(CL=p.tvcl * jnp.exp(eta.cl), V=p.tvv),
         dynamics=bn.pk.Central1(),
-        derived=lambda p, a, ind: dict(
-            DV=bn.error.Proportional(a.Central / ind.V, sd=p.prop_sd)
-        ),
+        derived=lambda p, a, ind: dict(DV=bn.error.Proportional(a.Central / ind.V, sd=p.prop_sd)),
     )
 
 
@@ -58,8 +56,9 @@ def _max_rel(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1.0)))
 
 
-def _assert_same(idata_a, idata_b, rtol, names=("tvcl", "tvv", "prop_sd", "omega_cl_sd",
-                                                "CL", "IPRED")):
+def _assert_same(
+    idata_a, idata_b, rtol, names=("tvcl", "tvv", "prop_sd", "omega_cl_sd", "CL", "IPRED")
+):
     for n in names:
         assert idata_a.posterior[n].shape == idata_b.posterior[n].shape, n
         assert _max_rel(idata_a.posterior[n], idata_b.posterior[n]) < rtol, n
@@ -128,7 +127,7 @@ def test_sharded_equals_unsharded(trials):
     one = bn.fit_batch(MODEL, trials, devices=1, **kw)
     for n_dev in (2, 4):
         many = bn.fit_batch(MODEL, trials, devices=n_dev, **kw)
-        for a, b in zip(one, many):
+        for a, b in zip(one, many, strict=True):
             _assert_same(a, b, 1e-8)
     # a batch that does not divide over the devices is filled and trimmed
     three = bn.fit_batch(MODEL, trials[:3], devices=2, **kw)
@@ -141,8 +140,11 @@ def test_fit_batch_reports_dataset_errors():
     bad.loc[bad.EVID == 0, "DV"] = -1.0
     model = bn.Model(
         name="iv_exp",
-        params=dict(tvcl=bn.Param(dist.LogNormal(0.0, 1.0)), tvv=bn.Param(dist.LogNormal(3, 1)),
-                    sd=bn.Param(dist.HalfNormal(0.2))),
+        params=dict(
+            tvcl=bn.Param(dist.LogNormal(0.0, 1.0)),
+            tvv=bn.Param(dist.LogNormal(3, 1)),
+            sd=bn.Param(dist.HalfNormal(0.2)),
+        ),
         pre=lambda p, eta, cov: dict(CL=p.tvcl, V=p.tvv),
         dynamics=bn.pk.Central1(),
         derived=lambda p, a, ind: dict(DV=bn.error.Exponential(a.Central / ind.V, sd=p.sd)),
@@ -207,8 +209,8 @@ def _write_job(tmp_path, n=4, engine=None, batch_size=1):
     model_file = tmp_path / "iv_model.py"
     model_file.write_text(
         "import jax.numpy as jnp\nimport bayes_nlme as bn\nfrom bayes_nlme import dist\n"
-        "import sys\nsys.path.insert(0, %r)\nfrom test_batch import iv_model\n"
-        "model = iv_model()\n" % str(Path(__file__).parent)
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_batch import iv_model\nmodel = iv_model()\n"
     )
     text = (
         'model = "iv_model.py"\nout = "out"\n[simulate]\ndesign = "design.csv"\n'
@@ -264,10 +266,10 @@ def test_batch_job_survives_kill_9_and_resumes(tmp_path):
     # identical to an uninterrupted run of the job (in-process: its batches of one dataset)
     resumed = _posteriors(tmp_path / "out")
     spec = load_job(job)
-    datasets, _ = simulate_datasets(MODEL, str(tmp_path / "design.csv"), 4,
-                                    truth=spec["simulate"]["truth"], seed=4)
-    direct = bn.fit_batch(MODEL, datasets, chains=1, warmup=40, samples=40, seed=100,
-                          batch_size=1)
+    datasets, _ = simulate_datasets(
+        MODEL, str(tmp_path / "design.csv"), 4, truth=spec["simulate"]["truth"], seed=4
+    )
+    direct = bn.fit_batch(MODEL, datasets, chains=1, warmup=40, samples=40, seed=100, batch_size=1)
     for i, idata in enumerate(direct):
         for n in ("tvcl", "z_eta", "IPRED"):
             np.testing.assert_array_equal(resumed[f"sim_{i}"][n], idata.posterior[n].values)
@@ -291,8 +293,9 @@ def test_batch_job_on_dask_local_cluster(tmp_path):
     assert list(table["status"]) == ["done"] * 4
     resumed = _posteriors(tmp_path / "out")
     spec = load_job(job)
-    datasets, _ = simulate_datasets(MODEL, str(tmp_path / "design.csv"), 4,
-                                    truth=spec["simulate"]["truth"], seed=4)
+    datasets, _ = simulate_datasets(
+        MODEL, str(tmp_path / "design.csv"), 4, truth=spec["simulate"]["truth"], seed=4
+    )
     direct = bn.fit_batch(MODEL, datasets[:1], seeds=[100], chains=1, warmup=40, samples=40)
     np.testing.assert_array_equal(resumed["sim_0"]["tvcl"], direct[0].posterior["tvcl"].values)
 
@@ -310,8 +313,9 @@ def test_job_file_errors(tmp_path):
     bad.write_text('model = "theophylline"\nout = "o"\n[data]\nfiles = ["none*.csv"]\n')
     with pytest.raises(JobError, match="nothing matches"):
         load_job(bad)
-    bad.write_text('model = "theophylline"\nout = "o"\n[simulate]\nn_datasets = 2\n'
-                   '[sampler]\nchains = "4"\n')
+    bad.write_text(
+        'model = "theophylline"\nout = "o"\n[simulate]\nn_datasets = 2\n[sampler]\nchains = "4"\n'
+    )
     with pytest.raises(JobError, match="chains must be int"):
         load_job(bad)
 

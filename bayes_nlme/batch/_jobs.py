@@ -102,7 +102,7 @@ def load_job(path: str | os.PathLike | Mapping) -> dict:
         raise JobError(f"Unknown job keys {sorted(unknown)}; see `bayes-nlme batch --template`.")
     for key in ("model", "out"):
         if not isinstance(job.get(key), str):
-            raise JobError(f"The job needs `{key} = \"...\"` (a string).")
+            raise JobError(f'The job needs `{key} = "..."` (a string).')
     if ("data" in job) == ("simulate" in job):
         raise JobError("Give exactly one of [data] (dataset files) and [simulate] (a design).")
     model = job["model"]
@@ -147,11 +147,15 @@ def load_job(path: str | os.PathLike | Mapping) -> dict:
         truth = sim.get("truth", "prior")
         if not (truth == "prior" or isinstance(truth, dict)):
             raise JobError('[simulate] truth must be "prior" or a table of parameters.')
-        resolved["simulate"] = {"design": design, "n_datasets": sim["n_datasets"],
-                                "seed": int(sim.get("seed", 0)), "truth": truth}
+        resolved["simulate"] = {
+            "design": design,
+            "n_datasets": sim["n_datasets"],
+            "seed": int(sim.get("seed", 0)),
+            "truth": truth,
+        }
     engine = dict(job.get("engine", {"kind": "local"}))
     if engine.get("kind", "local") not in ("local", "dask"):
-        raise JobError(f"[engine] kind must be \"local\" or \"dask\"; got {engine['kind']!r}.")
+        raise JobError(f'[engine] kind must be "local" or "dask"; got {engine["kind"]!r}.')
     resolved["engine"] = engine
     return resolved
 
@@ -185,9 +189,10 @@ def job_datasets(job: dict):
     return model, names, datasets, truth
 
 
-def _write_atomic(idata, path: Path) -> None:
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename onto ``path``: a file that exists is complete."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    idata.to_netcdf(str(tmp))
+    write(tmp)
     os.replace(tmp, path)
 
 
@@ -197,25 +202,39 @@ def _fit_settings(job: dict) -> dict:
     return s
 
 
-def fit_chunk(job: dict, indices: list[int]) -> list[str]:
-    """Fit the job's datasets ``indices`` and write their results (a task of the Dask engine;
-    also what the local engine runs). Returns the names written."""
+def _fit_and_write(job, model, names, datasets, indices, done=None) -> list[str]:
+    """Fit datasets ``indices`` with seeds ``sampler.seed + index`` and write each result
+    as it is ready; ``done(name)`` after each. Returns the names written."""
     from ..infer import fit_batch
 
-    model, names, datasets, _ = job_datasets(job)
     results = Path(job["out"]) / _RESULTS
     seed = int(job["sampler"].get("seed", 0))
     written = []
 
     def write(k, idata):
-        i = indices[k]
-        idata.posterior.attrs["dataset"] = names[i]
-        _write_atomic(idata, results / f"{names[i]}.nc")
-        written.append(names[i])
+        name = names[indices[k]]
+        idata.posterior.attrs["dataset"] = name
+        _write_atomic(results / f"{name}.nc", lambda tmp: idata.to_netcdf(str(tmp)))
+        written.append(name)
+        if done is not None:
+            done(name)
 
-    fit_batch(model, [datasets[i] for i in indices], seeds=[seed + i for i in indices],
-              on_result=write, progress=False, **_fit_settings(job))
+    fit_batch(
+        model,
+        [datasets[i] for i in indices],
+        seeds=[seed + i for i in indices],
+        on_result=write,
+        progress=False,
+        **_fit_settings(job),
+    )
     return written
+
+
+def fit_chunk(job: dict, indices: list[int]) -> list[str]:
+    """Fit the job's datasets ``indices`` and write their results (a task of the Dask
+    engine). Returns the names written."""
+    model, names, datasets, _ = job_datasets(job)
+    return _fit_and_write(job, model, names, datasets, indices)
 
 
 def run_job(path, *, progress: bool | None = None) -> Path:
@@ -254,15 +273,19 @@ def run_job(path, *, progress: bool | None = None) -> Path:
                 "Use a new `out` directory, or delete the old one."
             )
     model, names, datasets, truth = job_datasets(job)
-    _write_atomic_text(info_path, json.dumps({"fingerprint": fp, "job": job,
-                                              "datasets": names}, indent=2, default=str))
+    _write_atomic_text(
+        info_path,
+        json.dumps({"fingerprint": fp, "job": job, "datasets": names}, indent=2, default=str),
+    )
     if truth is not None:
         _write_truth(out / "truth.csv", names, truth)
     todo = [i for i, n in enumerate(names) if not (results / f"{n}.nc").exists()]
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
-    _say(f"bayes-nlme batch: {len(names)} datasets, {len(names) - len(todo)} already done, "
-         f"{len(todo)} to fit -> {out}")
+    _say(
+        f"bayes-nlme batch: {len(names)} datasets, {len(names) - len(todo)} already done, "
+        f"{len(todo)} to fit -> {out}"
+    )
     t0 = time.perf_counter()
     if todo:
         engine = job["engine"].get("kind", "local")
@@ -282,9 +305,7 @@ def _say(msg: str) -> None:
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _write_truth(path: Path, names: list[str], truth: dict) -> None:
@@ -298,21 +319,9 @@ def _write_truth(path: Path, names: list[str], truth: dict) -> None:
 def _run_local(job, model, names, datasets, todo, progress) -> None:
     from tqdm.auto import tqdm
 
-    from ..infer import fit_batch
-
-    results = Path(job["out"]) / _RESULTS
-    seed = int(job["sampler"].get("seed", 0))
     bar = tqdm(total=len(todo), desc="fits", disable=not progress, file=sys.stderr)
-
-    def write(k, idata):
-        i = todo[k]
-        idata.posterior.attrs["dataset"] = names[i]
-        _write_atomic(idata, results / f"{names[i]}.nc")
-        bar.update(1)
-
     try:
-        fit_batch(model, [datasets[i] for i in todo], seeds=[seed + i for i in todo],
-                  on_result=write, progress=False, **_fit_settings(job))
+        _fit_and_write(job, model, names, datasets, todo, done=lambda _: bar.update(1))
     finally:
         bar.close()
 
@@ -331,14 +340,22 @@ def write_summary(out: Path, names: list[str], truth: dict | None) -> Path:
             rows.append({"dataset": name, "status": "missing"})
             continue
         idata = az.from_netcdf(str(path))
-        pop = [n for n in idata.posterior.attrs.get("population_parameters", "").split(",")
-               if n and n in idata.posterior and idata.posterior[n].ndim == 2]
+        pop = [
+            n
+            for n in idata.posterior.attrs.get("population_parameters", "").split(",")
+            if n and n in idata.posterior and idata.posterior[n].ndim == 2
+        ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # R-hat is NaN with one chain
             conv = convergence(idata, pop)
-        row = {"dataset": name, "status": "done", "divergences": conv["divergences"],
-               "max_r_hat": conv["max_r_hat"], "min_ess_bulk": conv["min_ess_bulk"],
-               "converged": conv["converged"]}
+        row = {
+            "dataset": name,
+            "status": "done",
+            "divergences": conv["divergences"],
+            "max_r_hat": conv["max_r_hat"],
+            "min_ess_bulk": conv["min_ess_bulk"],
+            "converged": conv["converged"],
+        }
         for n in pop:
             v = np.asarray(idata.posterior[n]).reshape(-1)
             q05, q50, q95 = np.quantile(v, [0.05, 0.5, 0.95])

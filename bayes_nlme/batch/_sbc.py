@@ -153,8 +153,13 @@ class SBCResult:
         for k, r in self.ranks.items():
             u = r / self.n_ranks
             rows.append(
-                dict(parameter=k, pvalue=self.pvalues[k], passed=self.pvalues[k] >= cut,
-                     mean_rank=float(u.mean()), sd_rank=float(u.std()))
+                dict(
+                    parameter=k,
+                    pvalue=self.pvalues[k],
+                    passed=self.pvalues[k] >= cut,
+                    mean_rank=float(u.mean()),
+                    sd_rank=float(u.std()),
+                )
             )
         return pd.DataFrame(rows)
 
@@ -260,7 +265,8 @@ def sbc(
         bins = int(max(2, min(20, n_datasets // 5)))
     datasets, truth = simulate_datasets(simulator or model, design, n_datasets, seed=seed)
     names = [
-        n for n in model.population_names()
+        n
+        for n in model.population_names()
         if n in truth and np.ndim(truth[n]) == 1 and n not in model.fixed_values()
     ]
     keep = np.round(np.linspace(0, total - 1, n_ranks)).astype(int)
@@ -276,8 +282,16 @@ def sbc(
         div[i] = int(np.asarray(idata.sample_stats["diverging"]).sum())
         rhat[i] = convergence(idata, names)["max_r_hat"] if chains > 1 else np.nan
 
-    out = fit_batch(model, datasets, chains=chains, warmup=warmup, samples=samples,
-                    seed=seed, on_result=collect, **fit_kwargs)
+    out = fit_batch(
+        model,
+        datasets,
+        chains=chains,
+        warmup=warmup,
+        samples=samples,
+        seed=seed,
+        on_result=collect,
+        **fit_kwargs,
+    )
     if keep_fits:
         fits = out
     pvalues = {n: _uniformity_pvalue(ranks[n], n_ranks, bins) for n in names}

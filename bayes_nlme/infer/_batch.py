@@ -26,8 +26,7 @@ from numpyro.infer import NUTS
 from .._errors import ModelError
 from ..data._dataset import Dataset
 from ..population._model import Model, ModelData
-from ._fit import _EXTRA_FIELDS, as_dataset, check_positive_dv, draws_to_inference_data
-from ._fit import init_to_typical
+from ._fit import _EXTRA_FIELDS, draws_to_inference_data, init_to_typical, prepare
 
 __all__ = ["fit_batch"]
 
@@ -40,7 +39,7 @@ def _signature(mdata: ModelData) -> tuple:
     units and occasions (parameter dimensions: padding them would add ETAs) and which
     optional fields exist."""
     intervals = ()
-    if getattr(mdata, "int_start", None) is not None:
+    if mdata.int_start is not None:
         # time-varying covariates: dose fields and obs_time carry an interval axis, and
         # outputs are gathered through it; such datasets share a program only when these
         # shapes agree (only the obs vector is padded)
@@ -97,11 +96,19 @@ def stack_designs(mdatas: Sequence[ModelData], dvs: Sequence[np.ndarray]):
     ragged = any(m.n_obs != n_obs for m in mdatas)
     out, out_dv = [], []
     for m, dv in zip(mdatas, dvs, strict=True):
-        rep = {f: _pad_axis(getattr(m, f), 1, n_dose, "zero")
-               for f in _DOSE_FIELDS if getattr(m, f) is not None}
+        rep = {
+            f: _pad_axis(getattr(m, f), 1, n_dose, "zero")
+            for f in _DOSE_FIELDS
+            if getattr(m, f) is not None
+        }
         rep["obs_time"] = _pad_axis(m.obs_time, 1, n_time, "last")
-        rep.update({f: _pad_axis(getattr(m, f), 0, n_obs, "first")
-                    for f in _OBS_FIELDS if getattr(m, f) is not None})
+        rep.update(
+            {
+                f: _pad_axis(getattr(m, f), 0, n_obs, "first")
+                for f in _OBS_FIELDS
+                if getattr(m, f) is not None
+            }
+        )
         if ragged:
             rep["obs_mask"] = np.arange(n_obs) < m.n_obs
         out.append(m._replace(**rep))
@@ -121,9 +128,18 @@ def _chain_keys(seed: int, chains: int) -> np.ndarray:
 class _Program:
     """One compiled NUTS program for a model, sampler settings and device set."""
 
-    def __init__(self, model: Model, *, chains, warmup, samples, target_accept,
-                 max_tree_depth, dense_mass, devices):
-        self.model = model
+    def __init__(
+        self,
+        model: Model,
+        *,
+        chains,
+        warmup,
+        samples,
+        target_accept,
+        max_tree_depth,
+        dense_mass,
+        devices,
+    ):
         self.warmup, self.samples, self.chains = warmup, samples, chains
         self.kernel = NUTS(
             model.numpyro_model,
@@ -181,7 +197,10 @@ class _Program:
                 mesh = Mesh(np.asarray(self.devices), ("batch",))
                 spec = PartitionSpec("batch")
                 batched = jax.shard_map(
-                    batched, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec,
+                    batched,
+                    mesh=mesh,
+                    in_specs=(spec, spec, spec),
+                    out_specs=spec,
                     check_vma=False,
                 )
             self._run = jax.jit(batched)
@@ -317,26 +336,28 @@ def fit_batch(
     obs_name = model.output_name()
     prepared = []
     for i, d in enumerate(datasets):
-        ds = as_dataset(d)
         try:
-            if ds.n_obs == 0:
-                raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows).")
-            mdata = model.model_data(ds)
-            check_positive_dv(model, ds, mdata)
+            prepared.append(prepare(model, d))
         except ModelError as e:
             raise ModelError(f"Dataset {i}: {e}") from None
-        prepared.append((ds, mdata))
     groups: dict[tuple, list[int]] = {}
     for i, (_, m) in enumerate(prepared):
         groups.setdefault(_signature(m), []).append(i)
-    settings = dict(chains=chains, warmup=warmup, samples=samples, target_accept=target_accept,
-                    max_tree_depth=max_tree_depth, dense_mass=dense_mass)
+    settings = dict(
+        chains=chains,
+        warmup=warmup,
+        samples=samples,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+    )
     results: list[Any] = [None] * len(datasets)
     done = 0
     t0 = time.perf_counter()
     for members in groups.values():
-        stacked, dv = stack_designs([prepared[i][1] for i in members],
-                                    [prepared[i][0].dv for i in members])
+        stacked, dv = stack_designs(
+            [prepared[i][1] for i in members], [prepared[i][0].dv for i in members]
+        )
         size = batch_size or len(members)
         n_dev = min(len(devs), size)
         size = -(-size // n_dev) * n_dev  # a multiple of the devices
@@ -345,10 +366,13 @@ def fit_batch(
             chunk = list(range(start, min(start + size, len(members))))
             take = np.asarray(chunk + [chunk[0]] * (size - len(chunk)))  # fill the shards
             keys = np.stack([_chain_keys(int(seeds[members[k]]), chains) for k in take])
-            m_chunk = jax.tree_util.tree_map(lambda x: x[take], stacked)
+            m_chunk = jax.tree_util.tree_map(lambda x, t=take: x[t], stacked)
             z, fields, ok = program.run(keys, m_chunk, dv[take])
-            bad = [members[k] for k, good in zip(chunk, np.asarray(ok)[: len(chunk)])
-                   if not np.all(good)]
+            bad = [
+                members[k]
+                for k, good in zip(chunk, np.asarray(ok)[: len(chunk)], strict=True)
+                if not np.all(good)
+            ]
             if bad:
                 raise ModelError(
                     f"NUTS found no starting point with a finite log density for datasets "
@@ -358,9 +382,9 @@ def fit_batch(
             for pos, k in enumerate(chunk):
                 i = members[k]
                 ds = prepared[i][0]
-                zi = jax.tree_util.tree_map(lambda x: x[pos], z)
-                draws = program.postprocess(zi, jax.tree_util.tree_map(lambda x: x[k], stacked),
-                                            dv[k])
+                zi = jax.tree_util.tree_map(lambda x, p=pos: x[p], z)
+                mk = jax.tree_util.tree_map(lambda x, k=k: x[k], stacked)
+                draws = program.postprocess(zi, mk, dv[k])
                 draws = {n: np.asarray(v) for n, v in draws.items()}
                 for n in (*_OBS_SITES, f"loglik_{obs_name}"):
                     if n in draws:
@@ -368,16 +392,23 @@ def fit_batch(
                 extra = {f: np.asarray(fields[f][pos]) for f in _EXTRA_FIELDS}
                 idata = draws_to_inference_data(model, ds, draws, extra, obs_name)
                 idata.sample_stats.attrs.update(
-                    max_tree_depth=max_tree_depth, target_accept=target_accept,
-                    warmup=warmup, seed=int(seeds[i]), chain_method="batch",
+                    max_tree_depth=max_tree_depth,
+                    target_accept=target_accept,
+                    warmup=warmup,
+                    seed=int(seeds[i]),
+                    chain_method="batch",
                 )
                 results[i] = idata
                 if on_result is not None:
                     on_result(i, idata)
             done += len(chunk)
             if progress:
-                print(f"fit_batch: {done}/{len(datasets)} datasets "
-                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"fit_batch: {done}/{len(datasets)} datasets "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return results
 
 

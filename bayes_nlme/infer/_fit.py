@@ -156,13 +156,9 @@ def fit(
     >>> data = bn.datasets.load("theophylline")
     >>> idata = bn.fit(model, data, warmup=200, samples=200)  # doctest: +SKIP
     """
-    ds = as_dataset(data)
-    if ds.n_obs == 0:
-        raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows) to fit.")
-    mdata = model.model_data(ds)
+    ds, mdata = prepare(model, data)
     obs_name = model.output_name()
     dv = np.asarray(ds.dv, dtype=float)
-    check_positive_dv(model, ds, mdata)
     method = chain_method or _chain_method(chains)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty() and not os.environ.get("CI")
@@ -202,6 +198,17 @@ def fit(
         chain_method=method,
     )
     return idata
+
+
+def prepare(model: Model, data: Any):
+    """The Dataset and the model's ModelData for a fit, with the checks every fit needs
+    (observations present, DV > 0 where the error model requires it)."""
+    ds = as_dataset(data)
+    if ds.n_obs == 0:
+        raise ModelError("The dataset has no observations (EVID=0, MDV=0 rows) to fit.")
+    mdata = model.model_data(ds)
+    check_positive_dv(model, ds, mdata)
+    return ds, mdata
 
 
 def check_positive_dv(model: Model, ds: Dataset, mdata) -> None:

@@ -644,7 +644,15 @@ class Model:
         unit_id = np.array([i for i, _ in units])
         covs = {c: jnp.asarray(int_cov[k, :, 0]) for k, c in enumerate(self.covariates)}
         return self._units_model_data(
-            data, units, d, obs_time, pos, unit_id, covs, has_ss, by_lower,
+            data,
+            units,
+            d,
+            obs_time,
+            pos,
+            unit_id,
+            covs,
+            has_ss,
+            by_lower,
             int_start=jnp.asarray(start),
             int_mask=jnp.asarray(int_mask),
             int_covariates={c: jnp.asarray(int_cov[k]) for k, c in enumerate(self.covariates)},
