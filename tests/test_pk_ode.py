@@ -483,13 +483,19 @@ def test_missing_parameter_and_bad_doses_are_clear_errors():
         model.amounts(P3, make_doses([0.0], [1.0], cmt=[3]), TIMES)
     with pytest.raises(ValueError, match="RATE < 0"):
         model.amounts(P3, make_doses([0.0], [1.0], rate=[-2.0]), TIMES)
-    # steady-state doses: an error when concrete, NaN and ok=False when traced
+    # steady state whose input outlasts the interval (ALAG 13 > II 12): an error when
+    # concrete, NaN and ok=False when traced; an unknown SS code likewise
     ss = make_doses([0.0, 12.0], [100.0, 100.0])._replace(
         ss=np.array([0, 1], np.int32), ii=np.array([0.0, 12.0])
     )
-    with pytest.raises(ValueError, match="steady-state doses"):
-        model.amounts(P3, ss, TIMES)
-    out, ok = jax.jit(model.solve_status)(P3, ss, TIMES)
+    with pytest.raises(ValueError, match="extends beyond the dosing interval"):
+        model.amounts({**P3, "ALAG1": 13.0}, ss, TIMES)
+    out, ok = jax.jit(model.solve_status)({**P3, "ALAG1": 13.0}, ss, TIMES)
+    assert not ok and np.all(np.isnan(out))
+    bad_code = ss._replace(ss=np.array([0, 3], np.int32))
+    with pytest.raises(ValueError, match="SS must be 0, 1 or 2"):
+        model.amounts(P3, bad_code, TIMES)
+    out, ok = jax.jit(model.solve_status)(P3, bad_code, TIMES)
     assert not ok and np.all(np.isnan(out))
     no_ss = ss._replace(ss=np.zeros(2, np.int32))  # SS all 0: ordinary doses
     out, ok = jax.jit(model.solve_status)(P3, no_ss, TIMES)

@@ -25,7 +25,7 @@ import optimistix as optx
 from jax.custom_derivatives import SymbolicZero
 
 from .._errors import BayesNLMEError, ModelError
-from ._analytic import _dose_infusions, _modeled_rate_problem
+from ._analytic import _dose_infusions, _modeled_rate_problem, _reset_times
 from ._base import AbstractPKModel
 
 __all__ = ["ODE", "ODESolveError"]
@@ -35,10 +35,10 @@ __all__ = ["ODE", "ODESolveError"]
 #: enter the parameter vector so that forward sensitivities cover them).
 _INIT = "__initial_amount_"
 
-_SS_MESSAGE = (
-    "steady-state doses (SS 1 or 2) are not supported by ODE models; give the doses that "
-    "lead to steady state as explicit events (e.g. ADDL/II), or use an analytic model."
-)
+#: Newton iterations of the steady-state root solve (see ``ODE``, Notes) and their
+#: stopping rule: every component's step below this fraction of ``atol + rtol |amount|``.
+_SS_MAX_NEWTON = 25
+_SS_NEWTON_TOL = 1e-2
 
 
 class ODESolveError(BayesNLMEError, RuntimeError):
@@ -212,11 +212,30 @@ class ODE(AbstractPKModel):
     the initial condition is zero (an ``rhs`` with a non-zero derivative at zero amounts,
     e.g. endogenous production, starts from zero at the first dose, not at a baseline).
     An evaluation time equal to a (lagged) dose time includes that dose. Events with
-    ``mask`` False change nothing; ``cmt`` 0 means ``default_dose_cmt``. Not supported:
-    steady-state doses (``Doses.ss`` 1 or 2). They, a negative RATE other than -1/-2, and
-    RATE -1 (-2) into CMT ``c`` without ``R<c>`` (``D<c>``) in ``params`` raise
+    ``mask`` False change nothing; ``cmt`` 0 means ``default_dose_cmt``. A negative RATE
+    other than -1/-2, RATE -1 (-2) into CMT ``c`` without ``R<c>`` (``D<c>``) in
+    ``params``, an SS code other than 0/1/2 and the steady-state limitation below raise
     ``ModelError`` when the dose arrays are concrete; traced (under ``jit``/``vmap``) they
     give NaN amounts and ``ok = False``, so check the data eagerly.
+
+    **Steady state** (``Doses.ss`` 1 or 2 with interval ``Doses.ii`` > 0; NONMEM
+    semantics, as in the analytic models). ``SS = 1`` at record time ``t_d``: the system
+    is reset (earlier doses, running infusions included, stop acting; record order
+    decides at equal times), the compartments take the steady-state amounts ``x*`` of
+    "this dose every II" just before the dose, then the dose itself is given (with its
+    ``ALAG``/``F``/rate). ``SS = 2``: ``x*`` is added to the current state without a reset
+    (exact for linear systems; for nonlinear ones it is NONMEM's approximation). Method
+    (a root solve): ``x*`` is the fixed point of the one-interval cycle map ``G(x)`` (the
+    amounts at ``t_d + II`` starting from ``x`` at ``t_d`` with the dose at ``t_d``),
+    found by Newton's method from zero with ``dG/dx`` from the forward sensitivities: one
+    step for linear systems (up to solver error), a few for nonlinear ones (at most 25;
+    stopped when every step is below 1% of ``atol + rtol |x|``). Derivatives use the
+    implicit function theorem, ``dx*/dp = (I - dG/dx)^-1 dG/dp``. Limitation: the dose's
+    input must lie within one interval, ``ALAG + infusion duration <= II`` (the analytic
+    models have no such limit); a longer one is an error (NaN when traced), as is a
+    Newton iteration that does not converge. Cost: every dose slot of a subject is given
+    a steady-state solve whenever the data carry SS fields (``Model`` passes them only
+    when some dose has SS > 0), about ``2 + Newton steps`` one-interval solves each.
 
     **Method.** The (lagged) start and end times of all events are sorted into a fixed-size
     array of ``2 * n_dose`` breakpoints (padding and bolus "ends" are parked at the last
@@ -403,14 +422,55 @@ class ODE(AbstractPKModel):
         problem = _modeled_rate_problem(params, cmt, rate, mask, self.default_dose_cmt)
         if problem is not None:
             raise ModelError(problem)
-        ss = getattr(doses, "ss", None)
-        if ss is not None:
-            try:
-                ss = np.asarray(ss)
-            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-                return
-            if (mask & (ss > 0)).any():
-                raise ModelError(_SS_MESSAGE)
+        ss, ii = getattr(doses, "ss", None), getattr(doses, "ii", None)
+        if ss is None or ii is None:
+            return
+        try:
+            ss, ii = np.asarray(ss), np.asarray(ii, float)
+            d_time, amt = np.asarray(doses.time, float), np.asarray(doses.amt, float)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return
+        bad = mask & ~np.isin(ss, (0, 1, 2))
+        if bad.any():
+            raise ModelError(
+                f"dose SS must be 0, 1 or 2 (NONMEM steady-state codes); got "
+                f"{sorted(set(ss[bad].tolist()))}."
+            )
+        is_ss = mask & (ss > 0)
+        if (is_ss & ~(ii > 0)).any():
+            raise ModelError(
+                "a steady-state dose (SS 1 or 2) needs a dosing interval II > 0; the "
+                "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
+            )
+        if not is_ss.any():
+            return
+        # the steady-state cycle must hold each dose's whole input: ALAG + duration <= II
+        try:
+            pc = {k: np.asarray(v, float) for k, v in params.items()}
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return
+        n = len(self.compartments)
+        cmt0 = np.where(cmt == 0, self.default_dose_cmt, cmt)
+        lag = np.array([pc.get(f"ALAG{c}", 0.0) if 1 <= c <= n else 0.0 for c in cmt0])
+        f = np.array([pc.get(f"F{c}", 1.0) if 1 <= c <= n else 1.0 for c in cmt0])
+        r = np.array([pc.get(f"R{c}", np.nan) if 1 <= c <= n else np.nan for c in cmt0])
+        dur_par = np.array([pc.get(f"D{c}", np.nan) if 1 <= c <= n else np.nan for c in cmt0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dur = np.where(
+                rate > 0,
+                f * amt / np.where(rate > 0, rate, 1.0),
+                np.where(rate == -1, f * amt / r, np.where(rate == -2, dur_par, 0.0)),
+            )
+        too_long = is_ss & (lag + dur > ii * (1 + 1e-12))
+        if too_long.any():
+            k = int(np.flatnonzero(too_long)[0])
+            raise ModelError(
+                f"steady-state dose at TIME {d_time[k]:g} (II {ii[k]:g}): its input (ALAG "
+                f"{lag[k]:g} + infusion duration {dur[k]:g}) extends beyond the dosing "
+                f"interval, which ODE models do not support (the steady state is found over "
+                f"one interval). Use an analytic model, or give the doses as explicit "
+                f"events (ADDL/II)."
+            )
 
     def _derivative(self, t: Any, y: Any, params: Mapping[str, Any]) -> Any:
         """Call the user's rhs and return its output as an array of shape (n_cmt,)."""
@@ -488,23 +548,32 @@ class ODE(AbstractPKModel):
             return jnp.zeros((n_time, n), dtype), jnp.asarray(True)
         # jnp.array (a copy, free under jit), not asarray: a NumPy array vmapped into the
         # custom_jvp below otherwise trips JAX ("non-canonical constant")
+        # data = (time, amt, rate, cmt, mask, extra, times); extra holds the optional
+        # initial-amount time "t0" and the steady-state fields "ss", "ii"
+        extra = {}
+        ss = getattr(doses, "ss", None)
+        ii = getattr(doses, "ii", None)
+        if ss is not None and ii is not None:
+            extra["ss"] = jnp.array(ss, jnp.int32)
+            extra["ii"] = jnp.array(ii, dtype)
+        if initial is not None:
+            # the initial amounts become parameters (differentiable by the forward
+            # sensitivities), their time an extra event
+            t0, a0 = initial
+            a0 = jnp.asarray(a0, dtype)
+            if a0.shape != (n,):
+                raise ModelError(f"initial amounts must have shape ({n},); got {a0.shape}.")
+            p = {**p, **{f"{_INIT}{k}": a0[k] for k in range(n)}}
+            extra["t0"] = jnp.array(t0, dtype)
         data = (
             jnp.array(doses.time, dtype),
             jnp.array(doses.amt, dtype),
             jnp.array(doses.rate, dtype),
             jnp.array(doses.cmt),
             jnp.array(doses.mask, bool),
+            extra,
             jnp.array(t),
         )
-        if initial is not None:
-            # the initial amounts become parameters (differentiable by the forward
-            # sensitivities), their time an extra event: data = (doses..., t0, times)
-            t0, a0 = initial
-            a0 = jnp.asarray(a0, dtype)
-            if a0.shape != (n,):
-                raise ModelError(f"initial amounts must have shape ({n},); got {a0.shape}.")
-            p = {**p, **{f"{_INIT}{k}": a0[k] for k in range(n)}}
-            data = (*data[:-1], jnp.array(t0, dtype), data[-1])
         keys = tuple(p)
         bad = [k for k in keys if p[k].shape != ()]
         if bad:
@@ -517,9 +586,11 @@ class ODE(AbstractPKModel):
             out, ok, _ = self._solve(keys, pvec, data, sens=False)
         else:
             out, ok = _solve_forward(self, keys, pvec, data)
-        ss = getattr(doses, "ss", None)
-        if ss is not None:  # traced SS doses (concrete ones raised above): not supported
-            ok = ok & ~jnp.any(data[4] & (jnp.asarray(ss) > 0))
+        if "ss" in extra:  # traced invalid SS codes or SS without II (concrete ones raised)
+            ss_bad = (
+                (extra["ss"] < 0) | (extra["ss"] > 2) | ((extra["ss"] > 0) & ~(extra["ii"] > 0))
+            )
+            ok = ok & ~jnp.any(data[4] & ss_bad)
         # traced invalid RATE codes or RATE -1/-2 without R<n>/D<n> (concrete ones raised)
         cmt0 = jnp.where(data[3] == 0, self.default_dose_cmt, data[3])
         onehot = (cmt0[:, None] == jnp.arange(1, n + 1)).astype(dtype)
@@ -535,11 +606,16 @@ class ODE(AbstractPKModel):
         the segment starts, ``jump`` (n_seg, n_cmt) the bolus amounts added at each start,
         ``seg_rates`` (n_seg, n_cmt) the infusion input running in each segment (it depends
         on the parameters for modelled rates, RATE -1/-2); ``aux`` holds the segment ends
-        ``b_next`` and the sorted evaluation times with their segment.
+        ``b_next``, ``reset`` (n_seg,) (the state is set to zero before the jump: SS=1
+        doses) and the sorted evaluation times with their segment.
+
+        Event rows, in this order before the stable sort by time (so that at equal times
+        the earlier row acts first): the initial amounts (``extra["t0"]``), one
+        steady-state row per dose (SS 1: reset, then the steady-state amounts; SS 2: the
+        amounts added; in record order), the (lagged) dose starts, the infusion ends.
         """
         p = dict(zip(keys, pvec, strict=True))
-        d_time, amt, rate, cmt, mask = data[:5]
-        t = data[-1]
+        d_time, amt, rate, cmt, mask, extra, t = data
         dtype = t.dtype
         n = len(self.compartments)
         n_dose = d_time.shape[0]
@@ -559,6 +635,15 @@ class ODE(AbstractPKModel):
         is_bolus = mask & ~inf
         start = d_time + lag_d
         end = start + duration
+        ss, ii = extra.get("ss"), extra.get("ii")
+        if ss is not None:
+            # an SS=1 dose resets the system at its record time: earlier doses (record
+            # order) stop acting there, infusions included (NONMEM; as the analytic models)
+            kill = _reset_times(d_time, mask, ss, ii)[0]
+            live = start < kill
+            is_inf = is_inf & live
+            is_bolus = is_bolus & live
+            end = jnp.where(end > kill, kill, end)
         inf_rate = jnp.where(is_inf, r, 0.0)
 
         # evaluation times: sorted (diffrax saves at increasing ts); non-finite ones are
@@ -570,19 +655,29 @@ class ODE(AbstractPKModel):
             jnp.max(t_safe),
             jnp.max(jnp.where(is_inf, end, jnp.where(mask, start, -jnp.inf)), initial=-jnp.inf),
         )
-        if len(data) == 7:
-            t0 = data[5]
+        t0 = extra.get("t0")
+        if t0 is not None:
             t_end = jnp.maximum(t_end, t0)
 
         # breakpoints: (lagged) starts, then infusion ends; padding parked at t_end
-        bp = jnp.concatenate([jnp.where(mask, start, t_end), jnp.where(is_inf, end, t_end)])
-        jump = jnp.concatenate(
-            [onehot * jnp.where(is_bolus, dose_amt, 0.0)[:, None], jnp.zeros((n_dose, n), dtype)]
-        )
-        if len(data) == 7:  # initial amounts at t0: the first event (stable sort keeps it so)
+        bp = [jnp.where(mask, start, t_end), jnp.where(is_inf, end, t_end)]
+        jump = [
+            onehot * jnp.where(is_bolus, dose_amt, 0.0)[:, None],
+            jnp.zeros((n_dose, n), dtype),
+        ]
+        reset = [jnp.zeros(n_dose, bool), jnp.zeros(n_dose, bool)]
+        if ss is not None:  # steady-state rows at the record times, before the dose starts
+            is_ss = mask & (ss > 0) & (ii > 0)
+            x_ss = self._steady_state(keys, pvec, data, is_ss, lag_d + duration)
+            bp.insert(0, jnp.where(is_ss, d_time, t_end))
+            jump.insert(0, jnp.where(is_ss[:, None], x_ss, 0.0))
+            reset.insert(0, is_ss & (ss == 1))
+        if t0 is not None:  # initial amounts at t0: the first event (stable sort keeps it so)
             a0 = jnp.stack([p[f"{_INIT}{k}"] for k in range(n)])
-            bp = jnp.concatenate([t0[None], bp])
-            jump = jnp.concatenate([a0[None, :], jump])
+            bp.insert(0, t0[None])
+            jump.insert(0, a0[None, :])
+            reset.insert(0, jnp.zeros(1, bool))
+        bp, jump, reset = (jnp.concatenate(x) for x in (bp, jump, reset))
         order = jnp.argsort(bp, stable=True)
         b = bp[order]
         jump = jump[order]
@@ -595,6 +690,7 @@ class ODE(AbstractPKModel):
         ts = t_safe[t_order]
         aux = {
             "b_next": b_next,
+            "reset": reset[order],
             "finite_t": finite_t,
             "t_order": t_order,
             "ts": ts,
@@ -602,6 +698,70 @@ class ODE(AbstractPKModel):
             "seg_of_t": jnp.searchsorted(b, ts, side="right") - 1,  # -1: before the 1st dose
         }
         return (b, jump, seg_rates), aux
+
+    def _steady_state(self, keys: tuple, pvec: Any, data: tuple, is_ss: Any, span: Any) -> Any:
+        """Steady-state amounts just before each steady-state dose, shape (n_dose, n_cmt).
+
+        For dose ``i`` (amount, rate, CMT, ``F``/``ALAG`` as given) the cycle map
+        ``G(x)`` = amounts at ``t_i + II_i`` starting from ``x`` at ``t_i`` with that one
+        dose at ``t_i`` (the solve of this model, with ``initial=(t_i, x)``); the steady
+        state is its fixed point ``x* = G(x*)``, found by Newton's method from ``x = 0``
+        with ``dG/dx`` from the forward sensitivities (exact in one step for linear
+        models up to the solver error; a few steps for nonlinear ones). Derivatives follow
+        the implicit function theorem: the returned value is one more Newton step taken
+        with the converged iterate and Jacobian held constant, whose derivative is
+        ``(I - dG/dx)^-1 dG/dp``. NaN where ``span = ALAG + duration > II`` (the cycle
+        does not hold the dose's input) or the iteration did not converge.
+        """
+        d_time, amt, rate, cmt, _, extra, t = data
+        ii = extra["ii"]
+        dtype = t.dtype
+        n = len(self.compartments)
+        base = [i for i, k in enumerate(keys) if not k.startswith(_INIT)]
+        keys_c = tuple(keys[i] for i in base) + tuple(f"{_INIT}{k}" for k in range(n))
+        p_base = pvec[jnp.asarray(base, jnp.int32)] if base else pvec[:0]
+        p_base_sg = jax.lax.stop_gradient(p_base)
+        # other slots: a zero dose every hour (fixed point 0, found at once, no NaN)
+        ii_c = jnp.where(is_ss, ii, 1.0)
+        amt_c = jnp.where(is_ss, amt, 0.0)
+        rtol, atol = self.rtol, self.atol
+        eye = jnp.eye(n, dtype=dtype)
+
+        def one(t_i, amt_i, rate_i, cmt_i, ii_i):
+            dc = (
+                t_i[None], amt_i[None], rate_i[None], cmt_i[None], jnp.ones(1, bool),
+                {"t0": t_i}, (t_i + ii_i)[None],
+            )  # fmt: skip
+
+            def cycle_jac(x):
+                pc = jnp.concatenate([p_base_sg, x])
+                out, ok, jac = self._solve(keys_c, pc, dc, sens=True)
+                return out[0], ok, jac[0][:, -n:]
+
+            def body(state):
+                x, _, _, it, _ = state
+                g, ok, jac = cycle_jac(x)
+                step = jnp.linalg.solve(eye - jac, g - x)
+                small = jnp.all(jnp.abs(step) <= _SS_NEWTON_TOL * (atol + rtol * jnp.abs(x)))
+                return x + step, jac, ok, it + 1, small | ~ok
+
+            def cond(state):
+                _, _, ok, it, done = state
+                return ok & ~done & (it < _SS_MAX_NEWTON)
+
+            x0 = jnp.zeros(n, dtype)
+            init = (x0, jnp.zeros((n, n), dtype), jnp.asarray(True), jnp.asarray(0), False)
+            x, jac, ok, _, done = jax.lax.while_loop(cond, body, init)
+            x, jac = jax.lax.stop_gradient(x), jax.lax.stop_gradient(jac)
+            # the implicit-function step: differentiable in the parameters (custom JVP)
+            g, ok2 = _solve_forward(self, keys_c, jnp.concatenate([p_base, x]), dc)
+            x_star = x + jnp.linalg.solve(eye - jac, g[0] - x)
+            good = ok & ok2 & done
+            return jnp.where(good, x_star, jnp.nan)
+
+        x_ss = jax.vmap(one)(d_time, amt_c, rate, cmt, ii_c)
+        fits = span <= ii * (1 + 1e-12)
+        return jnp.where((is_ss & ~fits)[:, None], jnp.nan, x_ss)
 
     def _solve(self, keys: tuple, pvec: Any, data: tuple, sens: bool) -> tuple[Any, Any, Any]:
         """The event-segmented solve, by the built-in loop or by diffrax (``integrator``).
@@ -654,6 +814,7 @@ class ODE(AbstractPKModel):
             )
         # unsorted evaluation times (non-finite ones parked by _events) and the horizon
         ts = jnp.zeros(n_time, dtype).at[aux["t_order"]].set(aux["ts"])
+        reset = aux["reset"]
         n_seg = b.shape[0]
         t_end = aux["b_next"][-1]
         eye = jnp.eye(n_p, dtype=dtype)
@@ -692,13 +853,17 @@ class ODE(AbstractPKModel):
             kc = jnp.minimum(k, n_seg - 1)
             due = (k < n_seg) & (b[kc] <= t)
             r = jnp.where(due, seg_rates[kc], r)
-            y_new = z[:n] + jnp.where(due, jump[kc], 0.0)
+            wipe = due & reset[kc]  # SS=1: the state restarts from zero before the jump
+            y_new = jnp.where(wipe, 0.0, z[:n]) + jnp.where(due, jump[kc], 0.0)
             if sens:
-                # S jumps by (f(b-) - f(b+)) db/dp + d jump/dp (event sensitivity)
+                # S jumps by (f(b-) - f(b+)) db/dp + d jump/dp (event sensitivity); after a
+                # reset S(b+) = d jump/dp - f(b+) db/dp
                 dr = jnp.where(due, drates[kc], dr)
                 f_new = f(t, y_new, pvec, r)
-                dS = jnp.outer(fy - f_new, db[kc]) + djump[kc]
-                z = jnp.concatenate([y_new, z[n:] + jnp.where(due, dS, 0.0).reshape(-1)])
+                s_old = jnp.where(wipe, 0.0, z[n:].reshape(n, n_p))
+                f_old = jnp.where(wipe, 0.0, fy)
+                dS = jnp.outer(f_old - f_new, db[kc]) + djump[kc]
+                z = jnp.concatenate([y_new, (s_old + jnp.where(due, dS, 0.0)).reshape(-1)])
                 fy = jnp.where(due, f_new, fy)
             else:
                 z = y_new
@@ -837,9 +1002,11 @@ class ODE(AbstractPKModel):
 
         def segment(carry, xs):
             y, S, ok, f_end = carry
-            b0, b1, dy, r, db_k, dj_k, dr_k = xs
-            y = y + dy
+            b0, b1, dy, r, db_k, dj_k, dr_k, wipe = xs
+            # SS=1: the state (and its sensitivities) restarts from zero before the jump
+            y = jnp.where(wipe, 0.0, y) + dy
             if sens:
+                S, f_end = jnp.where(wipe, 0.0, S), jnp.where(wipe, 0.0, f_end)
                 S = S + jnp.outer(f_end - f(b0, y, pvec, r), db_k) + dj_k
                 y0, args = jnp.concatenate([y, S.reshape(-1)]), (pvec, r, dr_k)
             else:
@@ -875,8 +1042,12 @@ class ODE(AbstractPKModel):
             return (y1, S1, ok, f_end), (ys[:-1], None if Ss is None else Ss[:-1])
 
         zeros = jnp.zeros(n, dtype)
-        init = (zeros, jnp.zeros((n, n_p if sens else 0), dtype), jnp.asarray(True), zeros)
-        xs = (b, aux["b_next"], jump, seg_rates, db, djump, drates)
+        events_ok = jnp.all(jnp.isfinite(b)) & jnp.all(jnp.isfinite(jump))
+        events_ok = events_ok & jnp.all(jnp.isfinite(seg_rates))
+        init = (zeros, jnp.zeros((n, n_p if sens else 0), dtype), events_ok, zeros)
+        # a failed event (e.g. a steady state not found) gives NaN jumps: keep them out
+        jump = jnp.where(events_ok, jump, 0.0)
+        xs = (b, aux["b_next"], jump, seg_rates, db, djump, drates, aux["reset"])
         (_, _, ok, _), (ys_all, Ss_all) = jax.lax.scan(segment, init, xs)
         # ys_all: (n_seg, n_time, n_cmt) at the sorted times; pick each time's segment
         seg = aux["seg_of_t"]
@@ -930,7 +1101,8 @@ class ODE(AbstractPKModel):
             A required parameter is missing; ``rhs`` returns the wrong compartments or shape;
             or, when the dose arrays are concrete, a real dose has a CMT outside
             ``0..n_cmt``, a negative RATE other than -1/-2, RATE -1/-2 without its
-            ``R<n>``/``D<n>``, or SS 1/2 (steady state is not supported).
+            ``R<n>``/``D<n>``, an SS code other than 0/1/2, SS > 0 without II > 0, or a
+            steady-state dose whose ``ALAG`` + infusion duration exceeds ``II``.
         NotImplementedError
             A derivative w.r.t. the dose records or times with ``sensitivities="forward"``.
         """
