@@ -107,3 +107,47 @@ def test_stiff_solver_option_works_in_a_fit(theo):
     sim = bn.simulate(model, theo, VALUES, seed=1).predictions
     ref = bn.simulate(zoo.model, theo, VALUES, seed=1).predictions
     np.testing.assert_allclose(sim["IPRED"].values, ref["IPRED"].values, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_counts_and_reports_solver_failures(theo):
+    """A fit whose proposals sometimes fail to solve (max_steps too small for large KA)
+    completes, with valid draws, and reports how many log-density evaluations failed; a
+    fit with the default max_steps reports far fewer."""
+    import warnings
+
+    df = zoo.data()
+    df = df[df["ID"].isin(sorted(df["ID"].unique())[:4])]
+
+    def model(**ode_kw):  # a wide KA prior: large KA need more steps than max_steps=70
+        ode = bn.pk.ODE(one_cpt_oral, ("Depot", "Central"), ("KA", "CL", "V"), **ode_kw)
+        return bn.Model(
+            params=dict(
+                tvka=bn.Param(bn.dist.LogNormal(jnp.log(1.5), 1.5)),
+                tvcl=bn.Param(bn.dist.LogNormal(jnp.log(2.8), 0.5)),
+                tvv=bn.Param(bn.dist.LogNormal(jnp.log(32.0), 0.5)),
+                prop_sd=bn.Param(bn.dist.HalfNormal(0.3)),
+            ),
+            random=bn.IIV(["ka", "cl", "v"], sd=bn.dist.HalfNormal(0.5)),
+            pre=lambda p, eta, cov: dict(
+                KA=p.tvka * jnp.exp(eta.ka), CL=p.tvcl * jnp.exp(eta.cl), V=p.tvv * jnp.exp(eta.v)
+            ),
+            dynamics=ode,
+            derived=lambda p, a, ind: dict(
+                DV=bn.error.Proportional(a.Central / ind.V, sd=p.prop_sd)
+            ),
+        )
+
+    tight = model(rtol=1e-6, atol=1e-8, max_steps=70)
+    with pytest.warns(RuntimeWarning, match=r"(\d+) log-density evaluation\(s\).*max_steps"):
+        idata = bn.fit(tight, df, chains=1, warmup=30, samples=20, seed=2)
+    n_failed = idata.sample_stats.attrs["ode_solver_failures"]
+    assert n_failed > 0
+    assert np.all(np.isfinite(idata.posterior["tvka"].values))
+    assert bool(np.all(idata.posterior["solver_ok"].values))  # kept draws all solved
+    # the default max_steps: far fewer failures (only absurd early-warmup proposals, e.g.
+    # KA in the thousands, can still fail)
+    roomy = model(rtol=1e-6, atol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        idata = bn.fit(roomy, df, chains=1, warmup=30, samples=20, seed=2)
+    assert idata.sample_stats.attrs["ode_solver_failures"] < n_failed / 4

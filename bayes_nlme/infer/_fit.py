@@ -16,7 +16,7 @@ from numpyro.infer import MCMC, NUTS, init_to_median
 
 from .._errors import ModelError
 from ..data._dataset import Dataset
-from ..population._model import Model
+from ..population._model import SOLVER_FAILURES, Model
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -139,7 +139,11 @@ def fit(
         (pointwise DV, dim ``obs``), ``observed_data`` (DV), ``constant_data`` (``TIME``,
         ``subject`` per observation; ``dose_time``, ``AMT``, ``RATE`` per subject and dose;
         the model's covariates per subject). ``ID`` coordinates are the dataset's subject IDs.
-        ``posterior[name].attrs["unit"]`` holds declared units.
+        ``posterior[name].attrs["unit"]`` holds declared units. For ODE models
+        ``sample_stats.attrs["ode_solver_failures"]`` counts the log-density evaluations
+        (warmup and sampling, all chains) in which some subject's solve failed; each was
+        treated as log density -inf, and a ``RuntimeWarning`` with the remedies is issued
+        when the count is not zero.
 
     Raises
     ------
@@ -181,6 +185,7 @@ def fit(
         # dataset of the same shape reuses it.
         jit_model_args=True,
     )
+    SOLVER_FAILURES.reset()
     with warnings.catch_warnings(), _explain_init_failure(model):
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc.run(
@@ -197,7 +202,25 @@ def fit(
         seed=seed,
         chain_method=method,
     )
+    if hasattr(model.dynamics, "solve_status"):
+        _report_solver_failures(model, idata)
     return idata
+
+
+def _report_solver_failures(model: Model, idata) -> None:
+    """Record (and warn about) the log-density evaluations whose ODE solve failed."""
+    jax.effects_barrier()  # the host callbacks of the run have all arrived
+    n = SOLVER_FAILURES.evaluations
+    idata.sample_stats.attrs["ode_solver_failures"] = n
+    if n:
+        warnings.warn(
+            f"{n} log-density evaluation(s) during warmup and sampling had a failed ODE "
+            "solve for some subject; each counted as log density -inf (the proposal was "
+            "rejected), so the draws are valid, but many failures slow NUTS down and can "
+            "hide part of the posterior. " + model.dynamics.failure_message(),
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def prepare(model: Model, data: Any):

@@ -59,6 +59,46 @@ class Namespace(Mapping):
         return f"{self._kind}({', '.join(self._values)})"
 
 
+class _SolverFailureCounter:
+    """Counts log-density evaluations whose ODE solve failed, across a fit (thread-safe).
+
+    The model calls :meth:`record` with each evaluation's per-subject ``ok`` flags; a
+    host callback runs only when some subject failed (``lax.cond``), so successful
+    evaluations cost nothing (under ``vmap`` the branch becomes a select and the callback
+    runs with a count of 0). :func:`bayes_nlme.fit` resets it before sampling and reports
+    the count (``sample_stats.attrs["ode_solver_failures"]`` and a warning).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.evaluations = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.evaluations = 0
+
+    def _add(self, n_failed_subjects: Any) -> None:
+        n = int(np.sum(np.asarray(n_failed_subjects) > 0))
+        with self._lock:
+            self.evaluations += n
+
+    def record(self, ok: Any) -> None:
+        """Count this evaluation if any subject's solve failed (call under tracing)."""
+        n_bad = jnp.sum(~jnp.asarray(ok, bool))
+        jax.lax.cond(
+            n_bad > 0,
+            lambda m: jax.debug.callback(self._add, m),
+            lambda m: None,
+            n_bad,
+        )
+
+
+#: The process-wide counter the population model reports ODE solve failures to.
+SOLVER_FAILURES = _SolverFailureCounter()
+
+
 class ModelData(NamedTuple):
     """The arrays a compiled model needs (a JAX pytree; built by :meth:`Model.model_data`).
 
@@ -1181,6 +1221,7 @@ class Model:
             # NaN; ``solver_ok`` lets simulations name the subjects that failed.
             numpyro.deterministic("solver_ok", ok)
             numpyro.factor("solver_failure", jnp.where(jnp.all(ok), 0.0, -jnp.inf))
+            SOLVER_FAILURES.record(ok)
         for k, v in ind.items():
             numpyro.deterministic(k, jnp.broadcast_to(v, (n_id,)))
         name = self.output_name()
