@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bayes_nlme import datasets
+from bayes_nlme import datasets, read_nonmem
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = {
@@ -19,8 +19,13 @@ FILES = {
     "acop_infusion_2cpt": "Infusion_2CPT.csv",
     "mavoglurant": "mavoglurant.csv",
     "theo_md": "theo_md.csv",
+    "acop_bolus_1cptmm": "Bolus_1CPTMM.csv",
 }
-SHARED_PATH = {**FILES, "acop_infusion_2cpt": "acop2016/Infusion_2CPT.csv"}
+SHARED_PATH = {
+    **FILES,
+    "acop_infusion_2cpt": "acop2016/Infusion_2CPT.csv",
+    "acop_bolus_1cptmm": "acop2016/Bolus_1CPTMM.csv",
+}
 
 
 def test_names():
@@ -31,6 +36,7 @@ def test_names():
         "acop_infusion_2cpt",
         "mavoglurant",
         "theo_md",
+        "acop_bolus_1cptmm",
     )
 
 
@@ -45,12 +51,26 @@ def test_names():
         ("acop_infusion_2cpt", (7920, 17), 120),
         ("mavoglurant", (2678, 14), 120),
         ("theo_md", (348, 7), 12),
+        ("acop_bolus_1cptmm", (7920, 13), 120),
+        ("Bolus_1CPTMM", (7920, 13), 120),
     ],
 )
 def test_load(name, shape, n_id):
     df = datasets.load(name)
     assert isinstance(df, pd.DataFrame) and df.shape == shape
     assert df.iloc[:, 0].nunique() == n_id
+
+
+def test_acop_bolus_1cptmm_single_dose_part_reads():
+    """SD == 1: one bolus and 19 samples per subject; EVID=2 rows (DV rounded to 0) dropped."""
+    df = datasets.load("bolus_1cptmm")
+    assert not {"SS", "II"} & set(df.columns)
+    assert (df.loc[df.EVID == 2, "DV"] == 0).all() and (df.EVID == 2).sum() == 10
+    sd = df[df.SD == 1]
+    assert sd.groupby("ID").size().eq(20).all()
+    assert sorted(sd.loc[sd.EVID == 1, "AMT"].unique()) == [10000, 20000, 40000, 80000]
+    ds = read_nonmem(sd.reset_index(drop=True))
+    assert (ds.n_id, ds.n_obs) == (120, 2274)
 
 
 def test_load_returns_a_fresh_copy():
@@ -64,7 +84,7 @@ def test_unknown_name_lists_the_datasets():
         ValueError,
         match=r"no bundled dataset named 'theo'.*theophylline "
         r"\(alias theo_sd\), warfarin, pheno \(alias phenobarbital\), acop_infusion_2cpt "
-        r"\(alias infusion_2cpt\), mavoglurant, theo_md",
+        r"\(alias infusion_2cpt\), mavoglurant, theo_md, acop_bolus_1cptmm \(alias bolus_1cptmm\)",
     ):
         datasets.load("theo")
 

@@ -9,7 +9,7 @@ Examples
 --------
 >>> from bayes_nlme import datasets
 >>> datasets.names()
-('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt', 'mavoglurant', 'theo_md')
+('theophylline', 'warfarin', 'pheno', 'acop_infusion_2cpt', 'mavoglurant', ..., 'acop_bolus_1cptmm')
 >>> datasets.load("theophylline").columns.tolist()
 ['ID', 'TIME', 'DV', 'AMT', 'EVID', 'CMT', 'WT']
 """
@@ -30,6 +30,7 @@ _BUNDLED: dict[str, tuple[str, tuple[str, ...]]] = {
     "acop_infusion_2cpt": ("Infusion_2CPT.csv", ("infusion_2cpt",)),
     "mavoglurant": ("mavoglurant.csv", ()),
     "theo_md": ("theo_md.csv", ()),
+    "acop_bolus_1cptmm": ("Bolus_1CPTMM.csv", ("bolus_1cptmm",)),
 }
 
 
@@ -40,9 +41,9 @@ def names() -> tuple[str, ...]:
     -------
     tuple of str
         ``("theophylline", "warfarin", "pheno", "acop_infusion_2cpt", "mavoglurant",
-        "theo_md")``. Aliases:
+        "theo_md", "acop_bolus_1cptmm")``. Aliases:
         ``"theo_sd"`` for theophylline, ``"phenobarbital"`` for pheno, ``"infusion_2cpt"``
-        for acop_infusion_2cpt.
+        for acop_infusion_2cpt, ``"bolus_1cptmm"`` for acop_bolus_1cptmm.
     """
     return tuple(_BUNDLED)
 
@@ -54,8 +55,9 @@ def load(name: str) -> pd.DataFrame:
     ----------
     name : str
         ``"theophylline"`` (alias ``"theo_sd"``), ``"warfarin"``, ``"pheno"`` (alias
-        ``"phenobarbital"``) or ``"acop_infusion_2cpt"`` (alias ``"infusion_2cpt"``);
-        case-insensitive.
+        ``"phenobarbital"``), ``"acop_infusion_2cpt"`` (alias ``"infusion_2cpt"``),
+        ``"mavoglurant"``, ``"theo_md"`` or ``"acop_bolus_1cptmm"`` (alias
+        ``"bolus_1cptmm"``); case-insensitive.
 
     Returns
     -------
@@ -122,6 +124,22 @@ def load(name: str) -> pd.DataFrame:
     Source: nlmixr2data ``theo_md``, as distributed in the project's shared data.
     Same columns and quirks as theo_sd (EVID=101 doses); 84 doses, 264 observations, TIME up
     to 168.65 h.
+
+    **acop_bolus_1cptmm** (``Bolus_1CPTMM.csv``) -- simulated validation set with KNOWN
+    TRUTH (ACOP 2016; 120 subjects, 1-compartment model with Michaelis-Menten elimination, IV
+    boluses).
+    Source: ACOP 2016 simulated NLME validation datasets ({Bolus, Infusion, Oral} x {1CPT,
+    2CPT, 1CPTMM, 2CPTMM}), Bolus_1CPTMM, as distributed in the project's shared data.
+    Columns: ID, TIME (h), DV (ug/L, rounded to 0.1), LNDV (log of the unrounded
+    concentration), MDV, AMT (ug), EVID, DOSE, the subject's TRUE individual V (L), VM (ug/h),
+    KM (ug/L), SD, CMT (all 1). 30 subjects at each of 4 dose levels (10, 20, 40, 80 mg);
+    rows with SD==1 are the single-dose part (one bolus at t=0, 19 samples over 72 h), SD==0
+    the multiple-dose part (daily doses t=72..216, samples to 288 h). No SS or II column.
+    Samples that rounded to DV=0 are EVID=2 records (MDV=1; 10 rows, 6 of them in the
+    single-dose part), which :func:`~bayes_nlme.read_nonmem` drops. Documented truth: V 70 L,
+    VM 1000 ug/h, KM 250 ug/L, IIV 30% on each (diagonal), exponential residual error SD 0.2;
+    the empirical geometric means of the individual values are V 66.50, VM 1000.5, KM 251.9
+    (log-scale SDs 0.30, 0.30, 0.31).
 
     Examples
     --------

@@ -1,0 +1,71 @@
+"""ACOP 2016 Bolus_1CPTMM: recover a known Michaelis-Menten model from simulated IV boluses.
+
+Data: the bundled ``acop_bolus_1cptmm`` set (120 simulated subjects, 30 at each IV bolus dose
+of 10, 20, 40 and 80 mg = 10,000-80,000 µg, concentrations in µg/L), single-dose part only
+(SD == 1: one bolus at t = 0 and 19 samples over 72 h per subject). DV is the observation
+(rounded to 0.1 µg/L; LNDV is the unrounded log, not used). Samples whose value rounded to 0
+are EVID=2 records (10 in all, 6 in the single-dose part, at 60-72 h after 10 mg), which
+``read_nonmem`` drops; 2274 concentrations remain. The file has no SS or II column.
+
+Model (the one that generated the data, ``bn.pk.michaelis_menten("iv")``, NONMEM
+ADVAN10-like)::
+
+    dCentral/dt = -VM C / (KM + C),   C = Central / V
+
+with log-normal IIV on V, VM and KM (diagonal OMEGA, centred: 19 samples per subject make the
+individual parameters well determined) and exponential residual error (``exp_sd``, log scale).
+The doses take the concentrations from far above KM (up to about 3600 µg/L, near zero-order
+elimination) to far below it (linear, ``CL = VM / KM`` about 4 L/h).
+
+Parameters: ``tvv`` (L), ``tvvm`` (µg/h, maximal elimination rate), ``tvkm`` (µg/L,
+concentration at half-maximal elimination); ``omega_v_sd``, ``omega_vm_sd``, ``omega_km_sd``
+(SDs of the ETAs, log scale); ``exp_sd``.
+Truth (truth.csv, empirical geometric means and log-scale SDs of the 120 subjects' true
+individual values): V 66.50 L, VM 1000.5 µg/h, KM 251.9 µg/L; IIV SDs 0.30 / 0.30 / 0.31
+(documented: V 70, VM 1000, KM 250, 30% each); residual SD 0.2.
+
+Run: ``bayes-nlme fit acop_mm``.
+"""
+
+import jax.numpy as jnp
+
+import bayes_nlme as bn
+from bayes_nlme import dist
+
+model = bn.Model(
+    name="acop_mm",
+    params=dict(
+        tvv=bn.Param(dist.LogNormal(jnp.log(50.0), 1.0), unit="L", label="volume"),
+        tvvm=bn.Param(
+            dist.LogNormal(jnp.log(500.0), 1.0), unit="µg/h", label="maximal elimination rate"
+        ),
+        tvkm=bn.Param(dist.LogNormal(jnp.log(100.0), 1.0), unit="µg/L", label="Michaelis constant"),
+        exp_sd=bn.Param(dist.HalfNormal(0.5), label="exponential residual SD (log scale)"),
+    ),
+    random=bn.IIV(["v", "vm", "km"], sd=dist.HalfNormal(0.5), centered=True),
+    pre=lambda p, eta, cov: dict(
+        V=p.tvv * jnp.exp(eta.v),
+        VM=p.tvvm * jnp.exp(eta.vm),
+        KM=p.tvkm * jnp.exp(eta.km),
+    ),
+    # atol in µg: doses are 10,000-80,000 µg, the lowest concentration (0.1 µg/L) is ~5 µg
+    dynamics=bn.pk.michaelis_menten("iv", rtol=1e-6, atol=1e-3),
+    derived=lambda p, a, ind: dict(DV=bn.error.Exponential(a.Central / ind.V, sd=p.exp_sd)),
+)
+
+read_options: dict = {}
+plot_labels = dict(dv_label="Concentration (µg/L)", time_label="Time (h)")
+
+
+def data():
+    """The default dataset: the single-dose part (SD == 1) of ACOP Bolus_1CPTMM."""
+    df = bn.datasets.load("acop_bolus_1cptmm")
+    return df[df["SD"] == 1].reset_index(drop=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bayes_nlme._cli import main
+
+    sys.exit(main(["fit", __file__, *sys.argv[1:]]))
