@@ -1311,7 +1311,10 @@ class Model:
         s, j = data.obs_unit, data.obs_slot
         outputs = {k: jax.tree_util.tree_map(lambda x: x[s, j], v) for k, v in outputs.items()}
         if data.unit_id is not None:
-            ind = jax.vmap(lambda e, c: self.individual(theta, e, c))(eta, data.id_covariates)
+            # axis_size: a model without ETAs and covariates passes two empty dicts
+            ind = jax.vmap(lambda e, c: self.individual(theta, e, c), axis_size=data.n_id)(
+                eta, data.id_covariates
+            )
             ok = jnp.ones(data.n_id, jnp.int32).at[data.unit_id].min(ok.astype(jnp.int32)) > 0
         if combined:
             outputs = self.combine(outputs, data.obs_which, data.obs_cens, data.obs_lloq)
