@@ -34,6 +34,7 @@ import warnings
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import Predictive
 
@@ -82,7 +83,8 @@ def pred(model: Model, data: Any, idata) -> np.ndarray:
     mdata = model.model_data(ds)
     values = _median_params(model, idata)
     if model.eta_names:
-        values[model.eta_site] = np.zeros((1, ds.n_id, len(model.eta_names)))
+        theta = {k: jnp.asarray(values[k][0]) for k in model.params}
+        values[model.eta_site] = np.asarray(model.eta_site_at_zero(theta, mdata))[None]
     if model.iov is not None:
         values["z_kappa"] = np.zeros((1, ds.n_id, mdata.n_occ, len(model.kappa_names)))
     out = Predictive(model.numpyro_model, posterior_samples=values, return_sites=["IPRED"])(

@@ -373,6 +373,13 @@ class Model:
             raise ModelError(f"Model(blq=...) is 'M3' or 'M4' (Beal 2001); got {blq!r}.")
         self.blq = blq
         self.name = name or "model"
+        if random is not None and isinstance(random.mu, Mapping):
+            unknown = sorted(v for v in random.mu.values() if v not in self.params)
+            if unknown:
+                raise ModelError(
+                    f"IIV(mu=...) refers to parameters that are not declared: {unknown}; the "
+                    f"parameters are {list(self.params)}."
+                )
         clash = sorted(set(self.params) & set(self.random_site_names()))
         if clash:
             raise ModelError(f"Parameter names clash with random-effect sites: {clash}.")
@@ -381,8 +388,52 @@ class Model:
     @property
     def eta_site(self) -> str:
         """Name of the per-subject random-effect sample site (plate ``ID``, shape
-        (n_id, n_eta)): ``z_eta`` (non-centred, standard normal) or ``eta_centered``."""
-        return "eta_centered" if self.random is not None and self.random.centered else "z_eta"
+        (n_id, n_eta)): ``z_eta`` (non-centred, standard normal), ``eta_centered``
+        (``IIV(centered=True)``) or ``phi_eta`` (MU + ETA, ``IIV(mu=...)``)."""
+        if self.random is None or not self.random.centered:
+            return "z_eta"
+        return "phi_eta" if self.random.mu is not None else "eta_centered"
+
+    def eta_site_at_zero(self, theta: Mapping, data: ModelData):
+        """Value of :attr:`eta_site` at which every ETA is 0, shape (n_id, n_eta): zeros,
+        or MU (:meth:`mu_matrix`) with MU-referencing. ``theta``: population parameters."""
+        if self.eta_site == "phi_eta":
+            return self.mu_matrix(theta, data)
+        return jnp.zeros((data.n_id, len(self.eta_names)))
+
+    def mu_matrix(self, theta: Mapping, data: ModelData):
+        """MU of every subject and ETA (``IIV(mu=...)``), shape (n_id, n_eta); 0 for ETAs
+        without MU. Evaluated at the subjects' baseline covariates."""
+        mu = self.random.mu
+        k = len(self.eta_names)
+        if mu is None:
+            return jnp.zeros((data.n_id, k))
+        if isinstance(mu, Mapping):
+            row = jnp.stack(
+                [
+                    jnp.log(jnp.asarray(theta[mu[n]], dtype=float)) if n in mu else jnp.zeros(())
+                    for n in self.eta_names
+                ]
+            )
+            return jnp.broadcast_to(row, (data.n_id, k))
+        p = Namespace("p (population parameters)", theta)
+        cov = data.covariates if data.unit_id is None else data.id_covariates
+
+        def one(cov_i):
+            out = mu(p, Namespace("cov (covariates)", cov_i))
+            if not isinstance(out, Mapping):
+                raise ModelError(f"IIV mu(p, cov) must return a dict; got {type(out).__name__}.")
+            unknown = sorted(set(out) - set(self.eta_names))
+            if unknown:
+                raise ModelError(
+                    f"IIV mu(p, cov) returned MU for undeclared ETAs {unknown}; the ETAs are "
+                    f"{list(self.eta_names)}."
+                )
+            return jnp.stack(
+                [jnp.asarray(out.get(n, 0.0), dtype=float).reshape(()) for n in self.eta_names]
+            )
+
+        return jax.vmap(one, axis_size=data.n_id)(cov)
 
     @property
     def eta_names(self) -> tuple[str, ...]:
@@ -1189,7 +1240,8 @@ class Model:
         -----
         Sites: every population parameter; ``omega_<name>_sd``; ``omega_corr_chol`` (block
         OMEGA only); ``z_eta`` (plate ``ID``, shape (n_id, n_eta), the non-centred standard
-        normal draws; ``eta_centered`` instead with ``IIV(centered=True)``);
+        normal draws; ``eta_centered`` instead with ``IIV(centered=True)``, ``phi_eta`` =
+        MU + ETA with ``IIV(mu=...)``);
         deterministic ``eta_<name>`` and individual parameters (plate ``ID``); with IOV
         ``omega_iov_<name>_sd``, ``z_kappa`` (n_id, n_occ, n_kappa) and ``kappa_<name>``
         (n_id, n_occ); ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and,
@@ -1201,7 +1253,11 @@ class Model:
         if chol is not None:
             k = len(self.eta_names)
             with numpyro.plate("ID", n_id):
-                if self.random.centered:
+                if self.random.mu is not None:
+                    mu = self.mu_matrix(theta, data)
+                    phi = numpyro.sample("phi_eta", dist.MultivariateNormal(mu, scale_tril=chol))
+                    eta_mat = phi - mu
+                elif self.random.centered:
                     eta_mat = numpyro.sample(
                         "eta_centered", dist.MultivariateNormal(jnp.zeros(k), scale_tril=chol)
                     )
