@@ -240,17 +240,9 @@ class _LinearPK(AbstractPKModel):
             raise ValueError(problem)
         if ss is None:
             return
-        bad_ss = mask & ~np.isin(ss, (0, 1, 2))
-        if bad_ss.any():
-            raise ValueError(
-                f"dose SS must be 0, 1 or 2 (NONMEM steady-state codes); got "
-                f"{sorted(set(ss[bad_ss].tolist()))}."
-            )
-        if (mask & (ss > 0) & ~(ii > 0)).any():
-            raise ValueError(
-                "a steady-state dose (SS 1 or 2) needs a dosing interval II > 0; the "
-                "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
-            )
+        problem = _ss_code_problem(ss, ii, mask)
+        if problem is not None:
+            raise ValueError(problem)
 
     def amounts(
         self, params: Mapping[str, Any], doses: Any, times: Any, initial: Any = None
@@ -414,6 +406,24 @@ def _dose_infusions(
     missing = (mod_r & ~jnp.any(hot & has_r, axis=-1)) | (mod_d & ~jnp.any(hot & has_d, axis=-1))
     bad = mask & (((rate < 0) & ~(mod_r | mod_d)) | missing)
     return is_inf, r, duration, bad
+
+
+def _ss_code_problem(ss: np.ndarray, ii: np.ndarray, mask: np.ndarray) -> str | None:
+    """The message for invalid steady-state fields of real doses (concrete arrays), or None:
+    SS must be 0, 1 or 2 and a steady-state dose needs II > 0 (shared by the analytic and
+    the ODE models)."""
+    bad = mask & ~np.isin(ss, (0, 1, 2))
+    if bad.any():
+        return (
+            f"dose SS must be 0, 1 or 2 (NONMEM steady-state codes); got "
+            f"{sorted(set(ss[bad].tolist()))}."
+        )
+    if (mask & (ss > 0) & ~(ii > 0)).any():
+        return (
+            "a steady-state dose (SS 1 or 2) needs a dosing interval II > 0; the "
+            "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
+        )
+    return None
 
 
 def _modeled_rate_problem(

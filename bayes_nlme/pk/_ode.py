@@ -25,7 +25,7 @@ import optimistix as optx
 from jax.custom_derivatives import SymbolicZero
 
 from .._errors import BayesNLMEError, ModelError
-from ._analytic import _dose_infusions, _modeled_rate_problem, _reset_times
+from ._analytic import _dose_infusions, _modeled_rate_problem, _reset_times, _ss_code_problem
 from ._base import AbstractPKModel
 
 __all__ = ["ODE", "ODESolveError"]
@@ -430,18 +430,10 @@ class ODE(AbstractPKModel):
             d_time, amt = np.asarray(doses.time, float), np.asarray(doses.amt, float)
         except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
             return
-        bad = mask & ~np.isin(ss, (0, 1, 2))
-        if bad.any():
-            raise ModelError(
-                f"dose SS must be 0, 1 or 2 (NONMEM steady-state codes); got "
-                f"{sorted(set(ss[bad].tolist()))}."
-            )
+        problem = _ss_code_problem(ss, ii, mask)
+        if problem is not None:
+            raise ModelError(problem)
         is_ss = mask & (ss > 0)
-        if (is_ss & ~(ii > 0)).any():
-            raise ModelError(
-                "a steady-state dose (SS 1 or 2) needs a dosing interval II > 0; the "
-                "steady-state constant infusion (II = 0, AMT = 0, RATE > 0) is not supported."
-            )
         if not is_ss.any():
             return
         # the steady-state cycle must hold each dose's whole input: ALAG + duration <= II
