@@ -7,7 +7,8 @@ Data: the bundled ``acop_infusion_2cpt`` set (120 simulated subjects, 1-hour IV 
 
 Model (the one that generated the data): two compartments with zero-order input into the
 central compartment (``bn.pk.Central1Periph1``), log-normal IIV on CL, V, Q and V2 (diagonal
-OMEGA), exponential residual error (``exp_sd``, log scale).
+OMEGA, MU-referenced: ``log CL_i ~ N(log tvcl, omega_cl_sd)`` and so on are sampled, see
+``bn.IIV(mu=...)``), exponential residual error (``exp_sd``, log scale).
 
 Parameters: ``tvcl`` (L/h), ``tvv`` (L), ``tvq`` (L/h), ``tvv2`` (L); ``omega_cl_sd``,
 ``omega_v_sd``, ``omega_q_sd``, ``omega_v2_sd``; ``exp_sd``.
@@ -31,7 +32,12 @@ model = bn.Model(
         tvv2=bn.Param(dist.LogNormal(jnp.log(50.0), 1.0), unit="L", label="peripheral volume"),
         exp_sd=bn.Param(dist.HalfNormal(0.5), label="exponential residual SD (log scale)"),
     ),
-    random=bn.IIV(["cl", "v", "q", "v2"], sd=dist.HalfNormal(0.5), centered=True),
+    # MU-referenced (centred, PHI = log(TV) + ETA sampled): 19 samples per subject
+    random=bn.IIV(
+        ["cl", "v", "q", "v2"],
+        sd=dist.HalfNormal(0.5),
+        mu=dict(cl="tvcl", v="tvv", q="tvq", v2="tvv2"),
+    ),
     pre=lambda p, eta, cov: dict(
         CL=p.tvcl * jnp.exp(eta.cl),
         V=p.tvv * jnp.exp(eta.v),

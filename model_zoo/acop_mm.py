@@ -12,8 +12,10 @@ ADVAN10-like)::
 
     dCentral/dt = -VM C / (KM + C),   C = Central / V
 
-with log-normal IIV on V, VM and KM (diagonal OMEGA, centred: 19 samples per subject make the
-individual parameters well determined) and exponential residual error (``exp_sd``, log scale).
+with log-normal IIV on V, VM and KM (diagonal OMEGA, MU-referenced: 19 samples per subject
+make the individual parameters well determined, so ``log V_i ~ N(log tvv, omega_v_sd)`` and
+so on are sampled directly, see ``bn.IIV(mu=...)``) and exponential residual error
+(``exp_sd``, log scale).
 The doses take the concentrations from far above KM (up to about 3600 µg/L, near zero-order
 elimination) to far below it (linear, ``CL = VM / KM`` about 4 L/h).
 
@@ -42,7 +44,11 @@ model = bn.Model(
         tvkm=bn.Param(dist.LogNormal(jnp.log(100.0), 1.0), unit="µg/L", label="Michaelis constant"),
         exp_sd=bn.Param(dist.HalfNormal(0.5), label="exponential residual SD (log scale)"),
     ),
-    random=bn.IIV(["v", "vm", "km"], sd=dist.HalfNormal(0.5), centered=True),
+    # MU-referenced: the sampled log V_i, log VM_i, log KM_i are nearly independent of
+    # the typical values (centred ETAs alone gave R-hat 1.06 for tvv)
+    random=bn.IIV(
+        ["v", "vm", "km"], sd=dist.HalfNormal(0.5), mu=dict(v="tvv", vm="tvvm", km="tvkm")
+    ),
     pre=lambda p, eta, cov: dict(
         V=p.tvv * jnp.exp(eta.v),
         VM=p.tvvm * jnp.exp(eta.vm),

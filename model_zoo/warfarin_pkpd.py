@@ -13,7 +13,9 @@ Model:
   by the concentration: ``dR/dt = kin (1 - Imax C / (IC50 + C)) - kout R`` with
   ``kin = R0 kout``, ``R(0) = R0``. Solved with diffrax as the deviation ``E = R - R0``
   (zero at t = 0, so the ODE starts from zero amounts), ``PCA = R0 + E``.
-- IIV (log-normal, diagonal OMEGA): CL, V, KA, R0, IC50. Residual error: combined (variances
+- IIV (log-normal, diagonal OMEGA): CL, V, KA, R0, IC50, MU-referenced (the log individual
+  parameters ``log CL_i ~ N(log tvcl + 0.75 log(WT/70), omega_cl_sd)`` and so on are
+  sampled, see ``bn.IIV(mu=...)``). Residual error: combined (variances
   add, NONMEM style) for ``cp``, additive for ``pca``.
 
 Parameters (70 kg subject): ``tvtlag`` (h), ``tvka`` (1/h), ``tvv`` (L), ``tvcl`` (L/h),
@@ -64,6 +66,17 @@ def _pre(p, eta, cov):
     )
 
 
+def _mu(p, cov):
+    """MU-referencing: the expected log individual parameters (as in ``_pre``)."""
+    return dict(
+        cl=jnp.log(p.tvcl) + 0.75 * jnp.log(cov.wt / 70.0),
+        v=jnp.log(p.tvv) + jnp.log(cov.wt / 70.0),
+        ka=jnp.log(p.tvka),
+        r0=jnp.log(p.tvr0),
+        ic50=jnp.log(p.tvic50),
+    )
+
+
 def _derived(p, a, ind):
     cp = a.Central / ind.V
     return dict(
@@ -89,7 +102,7 @@ model = bn.Model(
         cp_prop_sd=bn.Param(dist.HalfNormal(0.2), label="cp proportional SD"),
         pca_add_sd=bn.Param(dist.HalfNormal(5.0), unit="%", label="pca additive SD"),
     ),
-    random=bn.IIV(["cl", "v", "ka", "r0", "ic50"], sd=dist.HalfNormal(0.5), centered=True),
+    random=bn.IIV(["cl", "v", "ka", "r0", "ic50"], sd=dist.HalfNormal(0.5), mu=_mu),
     pre=_pre,
     dynamics=dynamics,
     derived=_derived,

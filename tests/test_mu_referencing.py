@@ -159,22 +159,27 @@ def test_pred_and_predictive_condition_on_phi(data, short_fit):
 def test_mixes_better_than_centred_on_rich_data():
     """40 subjects, 8 samples each, WT on CL and V: the typical values are determined by the
     mean of well-determined individual parameters. Centred ETAs put them on a ridge with all
-    ETAs; MU-referenced they are nearly independent. Same seeds and settings for both."""
+    ETAs; MU-referenced they are nearly independent. Same data, seeds and settings for both.
+    Measured: bulk ESS of tvcl / tvv 36 / 30 centred (R-hat 1.06) vs 472 / 575 MU-referenced
+    (400 draws)."""
     design = _design(40)
     sim = bn.simulate(_model(centered=True), design, TRUTH, seed=3)
     data = design.copy()
     data.loc[data.EVID == 0, "DV"] = np.asarray(sim.predictions["DV"].values[0, 0])
-    ess = {}
+    tabs = {}
     for label, iiv in (("centred", dict(centered=True)), ("mu", dict(mu=_mu_cov))):
         idata = bn.fit(
             _model(**iiv), data, chains=2, warmup=200, samples=200, seed=4, progress_bar=False
         )
-        tab = bn.summary(idata)
-        ess[label] = tab.loc[["tvcl", "tvv"], "ess_bulk"].min()
         assert int(idata.sample_stats["diverging"].sum()) == 0
-        if label == "mu":
-            assert tab["r_hat"].max() < 1.02, tab["r_hat"]
-            for k, v in TRUTH.items():
-                assert tab.loc[k, "5%"] < v < tab.loc[k, "95%"], (k, v)
-    print(ess)
-    assert ess["mu"] > 3 * ess["centred"], ess
+        tabs[label] = bn.summary(idata)
+        print(label, tabs[label][["median", "sd", "r_hat", "ess_bulk"]].to_string())
+    c, m = tabs["centred"], tabs["mu"]
+    assert m["r_hat"].max() < 1.05, m["r_hat"]
+    for k in ("tvcl", "tvv"):
+        assert m.loc[k, "ess_bulk"] > 5 * c.loc[k, "ess_bulk"], (k, c.loc[k], m.loc[k])
+        assert m.loc[k, "5%"] < TRUTH[k] < m.loc[k, "95%"], k
+    # the same posterior (exactly: see test_same_log_density_as_centred): the medians agree
+    # within one posterior SD (the centred chains' ESS of ~30 leaves an MC error of ~0.2-0.6 SD)
+    for k in TRUTH:
+        assert abs(m.loc[k, "median"] - c.loc[k, "median"]) < m.loc[k, "sd"], k
