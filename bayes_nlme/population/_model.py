@@ -384,6 +384,12 @@ class Model:
         if clash:
             raise ModelError(f"Parameter names clash with random-effect sites: {clash}.")
 
+    def __getstate__(self):
+        # the probe cache (shapes of traced outputs) is rebuilt where the model is unpickled
+        state = dict(self.__dict__)
+        state.pop("_probe_cache", None)
+        return state
+
     # ------------------------------------------------------------------ names
     @property
     def eta_site(self) -> str:
@@ -1151,20 +1157,35 @@ class Model:
         return list(ind), self.output_name(), next(iter(out.values()))
 
     def _probe_outputs(self):
+        """(individual parameters, outputs) of one subject as shapes (``jax.eval_shape``).
+
+        Cached per model and declaration: tracing an ODE solve takes seconds, and the output
+        names are needed each time the NumPyro model is traced. The probe's doses carry no
+        steady-state fields, which keeps the steady-state solve out of the trace.
+        """
+        key = (
+            id(self.pre),
+            id(self.derived),
+            id(self.dynamics),
+            tuple(self.params),
+            self.eta_names,
+            self.kappa_names,
+            self.covariates,
+            jax.config.jax_enable_x64,
+        )
+        cached = self.__dict__.get("_probe_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         doses = Doses(
-            jnp.zeros(1),
-            jnp.ones(1),
-            jnp.zeros(1),
-            jnp.zeros(1, jnp.int32),
-            jnp.ones(1, bool),
-            jnp.zeros(1, jnp.int32),
-            jnp.zeros(1),
+            jnp.zeros(1), jnp.ones(1), jnp.zeros(1), jnp.zeros(1, jnp.int32), jnp.ones(1, bool)
         )
         theta = {k: jnp.asarray(1.0) for k in self.params}
         eta = {k: jnp.asarray(0.0) for k in self.eta_names}
         eta.update({f"kappa_{k}": jnp.asarray(0.0) for k in self.kappa_names})
         cov = {k: jnp.asarray(1.0) for k in self.covariates}
-        return jax.eval_shape(lambda: self.subject(theta, eta, cov, doses, jnp.ones(2)))
+        out = jax.eval_shape(lambda: self.subject(theta, eta, cov, doses, jnp.ones(2)))
+        self.__dict__["_probe_cache"] = (key, out)
+        return out
 
     def positive_required(self, data: ModelData) -> np.ndarray:
         """Observations whose error model needs DV > 0 (Exponential), shape (n_obs,);
