@@ -7,7 +7,10 @@
 MODEL is a model-zoo name (``theophylline``) or the path of a Python file that defines
 ``model`` (a :class:`bayes_nlme.Model`) and optionally ``data`` (a function returning the
 default dataset, or the dataset itself), ``read_options`` (keyword arguments for
-:func:`bayes_nlme.read_nonmem`, e.g. ``dict(ss_map={99: 0})``) and ``plot_labels``.
+:func:`bayes_nlme.read_nonmem`, e.g. ``dict(ss_map={99: 0})``), ``fit_options`` (NUTS
+settings the model needs, passed to :func:`bayes_nlme.fit`: ``target_accept``,
+``dense_mass``, ``max_tree_depth``; the command-line flags override them) and
+``plot_labels``.
 Results: ``DIR/posterior.nc`` (InferenceData, NetCDF), ``DIR/summary.csv``,
 ``DIR/individual_fits.png``, ``DIR/report.html`` (unless ``--no-report``) and
 ``DIR/run.json`` (how the run was made, read by ``report``). Bad input ends with a message
@@ -95,6 +98,23 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+FIT_OPTIONS = ("target_accept", "dense_mass", "max_tree_depth")
+
+
+def _fit_options(module) -> dict:
+    """The model file's ``fit_options`` (a dict of NUTS settings), checked."""
+    options = getattr(module, "fit_options", None) or {}
+    if not isinstance(options, dict):
+        raise UsageError(f"fit_options must be a dict of {list(FIT_OPTIONS)}; got {options!r}.")
+    unknown = sorted(set(options) - set(FIT_OPTIONS))
+    if unknown:
+        raise UsageError(
+            f"fit_options may set {list(FIT_OPTIONS)}; unknown: {unknown} (chains, warmup, "
+            "samples and seed are command-line flags)."
+        )
+    return dict(options)
+
+
 def cmd_fit(args) -> int:
     module, model = load_model_module(args.model)
     t0 = time.perf_counter()
@@ -118,6 +138,13 @@ def cmd_fit(args) -> int:
         f"bayes-nlme: NUTS, {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
         f"seed {args.seed} (compiling, then sampling)..."
     )
+    options = _fit_options(module)
+    if args.max_tree_depth is not None:
+        options["max_tree_depth"] = args.max_tree_depth
+    if args.target_accept is not None:
+        options["target_accept"] = args.target_accept
+    if options:
+        _say(f"bayes-nlme: NUTS options {options}")
     idata = fit(
         model,
         ds,
@@ -125,8 +152,8 @@ def cmd_fit(args) -> int:
         warmup=args.warmup,
         samples=args.samples,
         seed=args.seed,
-        max_tree_depth=args.max_tree_depth,
         progress_bar=None if not args.no_progress else False,
+        **options,
     )
     t_fit = time.perf_counter() - t0
     table = summary(idata)
@@ -224,8 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--max-tree-depth",
         type=int,
-        default=10,
-        help="NUTS maximum tree depth (default 10; small values make quick smoke runs)",
+        default=None,
+        help="NUTS maximum tree depth (default 10 or the model's fit_options; small values "
+        "make quick smoke runs)",
+    )
+    f.add_argument(
+        "--target-accept",
+        type=float,
+        default=None,
+        help="NUTS target acceptance probability (default 0.9 or the model's fit_options)",
     )
     f.add_argument("--out", help="output directory (default runs/<model name>)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")

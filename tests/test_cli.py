@@ -110,3 +110,25 @@ def test_console_script_exit_code():
     res = subprocess.run([*cmd, "fit", "nope"], capture_output=True, text=True, env=env)
     assert res.returncode == 2
     assert "Unknown model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_model_file_fit_options(tmp_path, capsys):
+    """``fit_options`` in a model file reach ``fit``; command-line flags override them; an
+    unknown option is a usage error (exit 2)."""
+    f = tmp_path / "theo_dense.py"
+    f.write_text(
+        "from bayes_nlme.model_zoo.theophylline import model, data\n"
+        "fit_options = dict(dense_mass=[('tvcl', 'tvv')], target_accept=0.95)\n"
+    )
+    out = tmp_path / "run"
+    argv = ["fit", str(f), "--out", str(out), "--target-accept", "0.85", "--no-report", *TINY]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "NUTS options {'dense_mass': [('tvcl', 'tvv')], 'target_accept': 0.85}" in err
+    assert (out / "posterior.nc").stat().st_size > 0
+    f.write_text(
+        "from bayes_nlme.model_zoo.theophylline import model, data\n"
+        "fit_options = dict(warmup=10)\n"
+    )
+    assert main(["fit", str(f), "--out", str(out)]) == 2
+    assert "unknown: ['warmup']" in capsys.readouterr().err

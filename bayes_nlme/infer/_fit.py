@@ -126,8 +126,10 @@ def fit(
         NUTS target acceptance probability (Stan's ``adapt_delta``). 0.9 rather than 0.8
         because hierarchical models with few subjects have curved funnels in the OMEGA SDs.
     max_tree_depth : int, default 10
-    dense_mass : bool, default False
-        Adapt a dense mass matrix for the population parameters and ETAs.
+    dense_mass : bool or list of tuple of str, default False
+        Adapt a dense mass matrix for the population parameters and ETAs (``True``), or
+        dense blocks for groups of sites and a diagonal for the rest (NumPyro's structured
+        form, e.g. ``[("tvvm", "tvkm")]`` for two correlated typical values).
     chain_method : {"parallel", "sequential", "vectorized"}, optional
         Override the automatic choice.
     progress_bar : bool, optional
