@@ -1,4 +1,8 @@
-"""Every model_zoo script runs as a script, with tiny settings, and writes its results."""
+"""Every model_zoo script runs as a script, with tiny settings, and writes its results.
+
+The library-model scripts with simulated data are run (longer) by the simulate-then-recover
+tests in ``tests/test_zoo_recovery_*.py`` instead; the last test checks that each of them is.
+"""
 
 import os
 import subprocess
@@ -10,9 +14,21 @@ import pytest
 from bayes_nlme._cli import zoo_names
 
 ZOO = Path(__file__).resolve().parents[1] / "model_zoo"
+TESTS = Path(__file__).resolve().parent
+
+# Scripts run end to end by a recovery test (as a subprocess, through the same CLI).
+RUN_BY_RECOVERY_TESTS = {
+    "antibody_decay",
+    "effect_compartment",
+    "friberg",
+    "indirect_response",
+    "tmdd_full",
+    "tmdd_qss",
+    "transit_absorption",
+}
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", [n for n in zoo_names() if n not in RUN_BY_RECOVERY_TESTS])
 def test_zoo_script_runs(name, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     res = subprocess.run(
@@ -40,3 +56,10 @@ def test_zoo_script_runs(name, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     for f in ("posterior.nc", "summary.csv", "individual_fits.png"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_excluded_scripts_are_run_by_a_recovery_test():
+    recovery = "".join(p.read_text() for p in TESTS.glob("test_zoo_recovery_*.py"))
+    assert RUN_BY_RECOVERY_TESTS <= set(zoo_names())
+    for name in RUN_BY_RECOVERY_TESTS:
+        assert f'"{name}"' in recovery, f"{name} is run by no test in test_zoo_recovery_*.py"
