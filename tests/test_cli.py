@@ -127,8 +127,7 @@ def test_model_file_fit_options(tmp_path, capsys):
     assert "NUTS options {'dense_mass': [('tvcl', 'tvv')], 'target_accept': 0.85}" in err
     assert (out / "posterior.nc").stat().st_size > 0
     f.write_text(
-        "from bayes_nlme.model_zoo.theophylline import model, data\n"
-        "fit_options = dict(warmup=10)\n"
+        "from bayes_nlme.model_zoo.theophylline import model, data\nfit_options = dict(warmup=10)\n"
     )
     assert main(["fit", str(f), "--out", str(out)]) == 2
     assert "unknown: ['warmup']" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def init_to_typical(site=None, num_samples: int = 201):
     Population-level sites start at the median of ``num_samples`` prior draws (NumPyro's
     ``init_to_median``): with 201 draws that is within about 0.1 prior SD of the exact prior
     median, and different for each chain, so chains start apart but inside the same basin.
-    The ETA draws (``z_eta``, ``eta_centered``, or ``phi_eta`` at MU) start at ETA = 0
+    The ETA draws (``z_eta``, ``eta_centered``, ``phi_eta`` or ``eta_partial``, at their
+    mean) start at ETA = 0
     (every subject at the typical individual) and an LKJ correlation at the identity.
 
     Why: with NumPyro's and Stan's default uniform(-2, 2) initialisation on the unconstrained
@@ -54,7 +55,7 @@ def init_to_typical(site=None, num_samples: int = 201):
         shape = site["fn"].shape(site["kwargs"].get("sample_shape", ()))
         if site["name"] in ("z_eta", "eta_centered", "z_kappa"):
             return jnp.zeros(shape)
-        if site["name"] == "phi_eta":  # MU-referenced: ETA = 0 is PHI = MU, the mean
+        if site["name"] in ("phi_eta", "eta_partial"):  # ETA = 0 is the site mean (MU or 0)
             return jnp.broadcast_to(site["fn"].mean, shape)
         if site["name"] == "omega_corr_chol":
             return jnp.broadcast_to(jnp.eye(shape[-1]), shape)
@@ -276,6 +277,7 @@ def model_dims(model: Model, obs_name: str) -> dict[str, list[str]]:
     dims["z_eta"] = ["ID", "eta"]
     dims["eta_centered"] = ["ID", "eta"]
     dims["phi_eta"] = ["ID", "eta"]
+    dims["eta_partial"] = ["ID", "eta"]
     dims["omega_corr"] = ["eta", "eta_"]
     dims["omega_corr_chol"] = ["eta", "eta_"]
     dims["IPRED"] = ["obs"]

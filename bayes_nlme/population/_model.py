@@ -395,15 +395,20 @@ class Model:
     def eta_site(self) -> str:
         """Name of the per-subject random-effect sample site (plate ``ID``, shape
         (n_id, n_eta)): ``z_eta`` (non-centred, standard normal), ``eta_centered``
-        (``IIV(centered=True)``) or ``phi_eta`` (MU + ETA, ``IIV(mu=...)``)."""
-        if self.random is None or not self.random.centered:
+        (``IIV(centered=True)``), ``phi_eta`` (MU + ETA, ``IIV(mu=...)``) or
+        ``eta_partial`` (``IIV(centered=[some names])``: MU + ETA in the centred columns,
+        the standard normal z in the others)."""
+        if self.random is None or self.random.centered is False:
             return "z_eta"
+        if self.random.is_partially_centered:
+            return "eta_partial"
         return "phi_eta" if self.random.mu is not None else "eta_centered"
 
     def eta_site_at_zero(self, theta: Mapping, data: ModelData):
         """Value of :attr:`eta_site` at which every ETA is 0, shape (n_id, n_eta): zeros,
-        or MU (:meth:`mu_matrix`) with MU-referencing. ``theta``: population parameters."""
-        if self.eta_site == "phi_eta":
+        or MU (:meth:`mu_matrix`, 0 in non-centred columns) with MU-referencing.
+        ``theta``: population parameters."""
+        if self.eta_site in ("phi_eta", "eta_partial"):
             return self.mu_matrix(theta, data)
         return jnp.zeros((data.n_id, len(self.eta_names)))
 
@@ -434,6 +439,13 @@ class Model:
                 raise ModelError(
                     f"IIV mu(p, cov) returned MU for undeclared ETAs {unknown}; the ETAs are "
                     f"{list(self.eta_names)}."
+                )
+            nc = sorted(set(out) - set(self.random.centered_names))
+            if nc:
+                raise ModelError(
+                    f"IIV mu(p, cov) returned MU for {nc}, which IIV(centered=...) leaves "
+                    "non-centred; MU-referencing needs the ETA centred: add them to "
+                    "centered, or drop their MU."
                 )
             return jnp.stack(
                 [jnp.asarray(out.get(n, 0.0), dtype=float).reshape(()) for n in self.eta_names]
@@ -1262,7 +1274,7 @@ class Model:
         Sites: every population parameter; ``omega_<name>_sd``; ``omega_corr_chol`` (block
         OMEGA only); ``z_eta`` (plate ``ID``, shape (n_id, n_eta), the non-centred standard
         normal draws; ``eta_centered`` instead with ``IIV(centered=True)``, ``phi_eta`` =
-        MU + ETA with ``IIV(mu=...)``);
+        MU + ETA with ``IIV(mu=...)``, ``eta_partial`` with ``IIV(centered=[names])``);
         deterministic ``eta_<name>`` and individual parameters (plate ``ID``); with IOV
         ``omega_iov_<name>_sd``, ``z_kappa`` (n_id, n_occ, n_kappa) and ``kappa_<name>``
         (n_id, n_occ); ``IPRED`` (plate ``obs``), the observed site (plate ``obs``) and,
@@ -1274,7 +1286,9 @@ class Model:
         if chol is not None:
             k = len(self.eta_names)
             with numpyro.plate("ID", n_id):
-                if self.random.mu is not None:
+                if self.random.is_partially_centered:
+                    eta_mat = self._sample_partial_eta(theta, chol, data)
+                elif self.random.mu is not None:
                     mu = self.mu_matrix(theta, data)
                     phi = numpyro.sample("phi_eta", dist.MultivariateNormal(mu, scale_tril=chol))
                     eta_mat = phi - mu
@@ -1318,6 +1332,28 @@ class Model:
             numpyro.deterministic(f"loglik_{name}", loglik)
         elif data.obs_lloq is not None:
             numpyro.deterministic("BLQ", y < data.obs_lloq)
+
+    def _sample_partial_eta(self, theta: Mapping, chol, data: ModelData):
+        """Sample ``eta_partial`` (``IIV(centered=[names])``); return ETA, (n_id, n_eta).
+
+        With ``c`` the centred columns: ``u[:, c] = MU + ETA`` and ``u[:, ~c] = z``, so
+        ``u ~ N(loc, S S')`` with ``loc = MU`` in ``c`` (0 elsewhere) and ``S`` = ``chol``
+        on ``c x c``, the identity on ``~c x ~c``. ``chol`` (the Cholesky factor of OMEGA)
+        is zero between independent blocks, and a block is all in ``c`` or all out (checked
+        by :class:`IIV`), so ``S S'`` is block-diagonal with OMEGA's centred blocks, and
+        ``ETA[:, ~c] = z @ chol[~c, ~c]'``.
+        """
+        cen = set(self.random.centered_names)
+        c = jnp.array([n in cen for n in self.eta_names])
+        both_c = c[:, None] & c[None, :]
+        both_nc = ~c[:, None] & ~c[None, :]
+        eye = jnp.eye(len(self.eta_names))
+        mu = self.mu_matrix(theta, data)
+        u = numpyro.sample(
+            "eta_partial",
+            dist.MultivariateNormal(jnp.where(c, mu, 0.0), scale_tril=jnp.where(both_c, chol, eye)),
+        )
+        return jnp.where(c, u - mu, u @ jnp.where(both_nc, chol, 0.0).T)
 
     def predict_subjects(
         self,

@@ -162,19 +162,29 @@ class IIV:
         ``LKJCholesky(len(names), concentration=c)`` prior on the correlation matrix (``c = 1``
         is uniform over correlation matrices, larger values shrink towards independence).
         The correlation matrix is reported as ``omega_corr`` (dims ``eta``, ``eta_``).
-    centered : bool, default False
+    centered : bool or sequence of str, default False
         Sample the ETAs directly, ``ETA_i ~ N(0, OMEGA)`` (site ``eta_centered``), instead of
         the non-centred ``z_i``. Non-centred (the default) suits sparse data (few samples per
         subject, large shrinkage); centred suits rich data, where each subject's ETA is well
         determined by its own observations and the non-centred form couples every ``z_i`` to
         the typical value (measured on ACOP Infusion_2CPT, 19 samples per subject: R-hat
         1.023 and bulk ESS 147 for ``tvcl`` non-centred with default settings).
+
+        A sequence of names centres those ETAs only and keeps the others non-centred
+        (partial centring, Papaspiliopoulos et al. 2007): the usual choice when the data
+        inform some parameters per subject but not others, e.g. ``centered=["cl", "v"]``
+        with a KA that few absorption-phase samples inform (warfarin: centring KA left
+        divergences; see ``model_zoo/warfarin_pkpd.py``). The sampled site is then
+        ``eta_partial`` (dims ``ID``, ``eta``): ``MU + ETA`` for the centred ETAs (MU = 0
+        without ``mu``) and the standard normal ``z`` for the others. A correlated OMEGA
+        block must be centred as a whole or not at all.
     mu : mapping of str to str, or callable, optional
         MU-referencing (NONMEM's ``MU_n`` variables; Monolix's ``phi = mu + eta``): the
         expected value of each subject's log parameter, so that the sampled quantity is
         ``PHI_i = MU_i + ETA_i ~ N(MU_i, OMEGA)`` (site ``phi_eta``, dims ``ID``, ``eta``)
         and ``ETA_i = PHI_i - MU_i`` is derived (still reported as ``eta_<name>``). Implies
-        ``centered=True``. The model is the same for every ``mu`` (a shift of the sampled
+        ``centered=True`` unless ``centered`` lists the ETAs to centre, which must include
+        every ETA with a MU. The model is the same for every ``mu`` (a shift of the sampled
         variable has unit Jacobian); what changes is the geometry: with centred ETAs and
         informative data the typical value and all ETAs are strongly correlated
         (``ETA_i ~ log P_i - log TV``), a ridge NUTS crosses slowly; MU-referenced, the
@@ -209,7 +219,8 @@ class IIV:
     ModelError
         (a ValueError) If ``blocks`` names an unknown ETA, repeats one, has no block of two
         or more names, or is given without ``corr``; if ``mu`` names an undeclared ETA or
-        is neither a mapping of ETA names to THETA names nor a function.
+        is neither a mapping of ETA names to THETA names nor a function; if ``centered``
+        names an undeclared ETA, leaves out an ETA with a MU, or splits a correlated block.
 
     Examples
     --------
@@ -217,12 +228,14 @@ class IIV:
     >>> iiv = bn.IIV(["cl", "v", "ka"], corr=2.0, blocks=[["cl", "v"], ["ka"]])
     >>> iiv.block_indices()
     ((0, 1), (2,))
+    >>> bn.IIV(["ka", "cl", "v"], centered=["cl", "v"]).centered_names
+    ('cl', 'v')
     """
 
     names: Sequence[str]
     sd: Any = dataclasses.field(default_factory=lambda: dist.HalfNormal(0.5))
     corr: Any = None
-    centered: bool = False
+    centered: Any = False
     blocks: Any = None
     mu: Any = None
 
@@ -250,7 +263,7 @@ class IIV:
                     "IIV(mu=...) takes {eta name: THETA name} or a function mu(p, cov) -> "
                     f"dict; got {self.mu!r}."
                 )
-            object.__setattr__(self, "centered", True)
+        self._check_centered(names)
         bad = sorted(n for n in names if not str(n).isidentifier())
         if bad:
             raise ValueError(f"IIV names must be Python identifiers; got {bad}.")
@@ -293,6 +306,59 @@ class IIV:
             )
         if self.blocks is not None:
             object.__setattr__(self, "blocks", self._check_blocks(names))
+        if self.is_partially_centered and self.corr is not None:
+            blocks = self.blocks if self.blocks is not None else (names,)
+            cen = set(self.centered_names)
+            split = [list(b) for b in blocks if 0 < len(cen & set(b)) < len(b)]
+            if split:
+                raise ModelError(
+                    f"IIV(centered=...) must centre a correlated OMEGA block as a whole or not "
+                    f"at all; it splits {split}. Centre every ETA of the block, or none, or "
+                    "put the ETAs to centre differently in separate blocks (blocks=...)."
+                )
+
+    def _check_centered(self, names: tuple[str, ...]) -> None:
+        """Normalise ``centered`` to True, False or a tuple naming some (not all) ETAs."""
+        c = self.centered
+        if isinstance(c, bool | np.bool_):
+            c = bool(c) or self.mu is not None
+        elif isinstance(c, str) or not isinstance(c, Sequence | set | frozenset):
+            raise ModelError(
+                "IIV(centered=...) takes True, False or a list of the ETA names to centre, "
+                f"e.g. centered=['cl', 'v']; got {c!r}."
+            )
+        else:
+            unknown = sorted({str(n) for n in c if n not in names})
+            if unknown:
+                raise ModelError(
+                    f"IIV(centered=...) names ETAs that are not declared: {unknown}; the ETAs "
+                    f"are {list(names)}."
+                )
+            chosen = tuple(n for n in names if n in set(c))
+            c = True if len(chosen) == len(names) else (chosen if chosen else False)
+            if isinstance(self.mu, Mapping):
+                left_out = sorted(set(self.mu) - set(chosen))
+                if left_out:
+                    raise ModelError(
+                        f"IIV(mu=...) gives a MU for {left_out}, which centered=... leaves "
+                        "non-centred; MU-referencing needs the ETA centred: add them to "
+                        "centered, or drop their MU."
+                    )
+        object.__setattr__(self, "centered", c)
+
+    @property
+    def centered_names(self) -> tuple[str, ...]:
+        """The ETAs sampled centred (``ETA`` or ``MU + ETA``), in the order of ``names``."""
+        if self.centered is True:
+            return tuple(self.names)
+        if self.centered is False:
+            return ()
+        return tuple(self.centered)
+
+    @property
+    def is_partially_centered(self) -> bool:
+        """True when some, but not all, ETAs are centred (``centered=[names]``)."""
+        return not isinstance(self.centered, bool)
 
     def _check_blocks(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
         """Validate ``blocks``; return them as tuples, each in the order of ``names``."""
