@@ -42,7 +42,7 @@ def test_zoo_script_runs(name, tmp_path):
             "--samples",
             "20",
             "--max-tree-depth",
-            "6",  # a smoke run: the ODE models would otherwise spend minutes in early warmup
+            "4",  # a smoke run: the ODE models would otherwise spend minutes in early warmup
             "--no-progress",
             "--no-report",  # the report is tested in test_report.py
             "--out",

@@ -13,7 +13,7 @@ from bayes_nlme.model_zoo import antibody_decay, effect_compartment, friberg
 
 @pytest.mark.slow
 def test_effect_compartment_zoo_simulate_then_recover(tmp_path):
-    fit_script("effect_compartment", tmp_path, warmup=300, samples=300, max_tree_depth=8)
+    fit_script("effect_compartment", tmp_path, warmup=200, samples=200, max_tree_depth=7)
     # two endpoints: one figure per output, the second one named after it
     check_recovery(
         effect_compartment, tmp_path, figures=("individual_fits.png", "individual_fits_effect.png")
