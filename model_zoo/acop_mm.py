@@ -12,10 +12,17 @@ ADVAN10-like)::
 
     dCentral/dt = -VM C / (KM + C),   C = Central / V
 
-with log-normal IIV on V, VM and KM (diagonal OMEGA, MU-referenced: 19 samples per subject
-make the individual parameters well determined, so ``log V_i ~ N(log tvv, omega_v_sd)`` and
-so on are sampled directly, see ``bn.IIV(mu=...)``) and exponential residual error
-(``exp_sd``, log scale).
+with log-normal IIV on V, VM and KM (diagonal OMEGA) and exponential residual error
+(``exp_sd``, log scale). V and VM are MU-referenced: 19 samples per subject determine them
+well, so ``log V_i ~ N(log tvv, omega_v_sd)`` and ``log VM_i`` are sampled directly (see
+``bn.IIV(mu=...)``). KM is determined poorly per subject (only the doses above KM inform
+it), so its ETA stays non-centred (``centered=["v", "vm"]``), and NUTS adapts a dense mass
+matrix for the correlated ``tvvm``, ``tvkm`` and ``omega_km_sd`` (``fit_options``).
+Measured with the defaults (4 chains x (1000 + 1000)), max R-hat: centred 1.059; all three
+MU-referenced 1.023 (``tvkm``); plus the dense block 1.018; KM non-centred 1.012
+(``omega_km_sd``); KM non-centred with the dense block 1.008 (one divergent transition),
+and with ``target_accept=0.95`` (these settings) 1.006, min bulk ESS 353, no divergent
+transitions (tvv 66.7, tvvm 927, tvkm 220, IIV SDs 0.30 / 0.31 / 0.29, exp_sd 0.201).
 The doses take the concentrations from far above KM (up to about 3600 µg/L, near zero-order
 elimination) to far below it (linear, ``CL = VM / KM`` about 4 L/h).
 
@@ -44,10 +51,13 @@ model = bn.Model(
         tvkm=bn.Param(dist.LogNormal(jnp.log(100.0), 1.0), unit="µg/L", label="Michaelis constant"),
         exp_sd=bn.Param(dist.HalfNormal(0.5), label="exponential residual SD (log scale)"),
     ),
-    # MU-referenced: the sampled log V_i, log VM_i, log KM_i are nearly independent of
-    # the typical values (centred ETAs alone gave R-hat 1.06 for tvv)
+    # V and VM MU-referenced: the sampled log V_i, log VM_i are nearly independent of the
+    # typical values (centred ETAs alone gave R-hat 1.06 for tvv); KM non-centred
     random=bn.IIV(
-        ["v", "vm", "km"], sd=dist.HalfNormal(0.5), mu=dict(v="tvv", vm="tvvm", km="tvkm")
+        ["v", "vm", "km"],
+        sd=dist.HalfNormal(0.5),
+        mu=dict(v="tvv", vm="tvvm"),
+        centered=["v", "vm"],
     ),
     pre=lambda p, eta, cov: dict(
         V=p.tvv * jnp.exp(eta.v),
@@ -58,6 +68,9 @@ model = bn.Model(
     dynamics=bn.pk.michaelis_menten("iv", rtol=1e-6, atol=1e-3),
     derived=lambda p, a, ind: dict(DV=bn.error.Exponential(a.Central / ind.V, sd=p.exp_sd)),
 )
+
+# VM and KM trade off (the same linear clearance VM/KM), and OMEGA_KM with them
+fit_options = dict(dense_mass=[("tvvm", "tvkm", "omega_km_sd")], target_accept=0.95)
 
 read_options: dict = {}
 plot_labels = dict(dv_label="Concentration (µg/L)", time_label="Time (h)")
