@@ -177,8 +177,8 @@ class IIV:
         with all three MU-referenced, 1.012 with KM non-centred, 1.006 adding a dense mass
         block; see ``model_zoo/acop_mm.py``). The sampled site is then ``eta_partial``
         (dims ``ID``, ``eta``): ``MU + ETA`` for the centred ETAs (MU = 0 without ``mu``)
-        and the standard normal ``z`` for the others. A correlated OMEGA
-        block must be centred as a whole or not at all.
+        and the standard normal ``z`` for the others. A correlated OMEGA block must be
+        centred as a whole or not at all.
     mu : mapping of str to str, or callable, optional
         MU-referencing (NONMEM's ``MU_n`` variables; Monolix's ``phi = mu + eta``): the
         expected value of each subject's log parameter, so that the sampled quantity is
@@ -307,10 +307,10 @@ class IIV:
             )
         if self.blocks is not None:
             object.__setattr__(self, "blocks", self._check_blocks(names))
-        if self.is_partially_centered and self.corr is not None:
-            blocks = self.blocks if self.blocks is not None else (names,)
+        if self.is_partially_centered:
             cen = set(self.centered_names)
-            split = [list(b) for b in blocks if 0 < len(cen & set(b)) < len(b)]
+            blocks = [[names[i] for i in b] for b in self.block_indices()]
+            split = [b for b in blocks if 0 < len(cen & set(b)) < len(b)]
             if split:
                 raise ModelError(
                     f"IIV(centered=...) must centre a correlated OMEGA block as a whole or not "
