@@ -11,8 +11,13 @@ Model:
   70 kg): ``CL = tvcl (WT/70)^0.75 exp(eta_cl)``, ``V = tvv (WT/70) exp(eta_v)``.
 - PD: turnover (indirect response model I, Dayneka et al. 1993) with inhibition of the input
   by the concentration: ``dR/dt = kin (1 - Imax C / (IC50 + C)) - kout R`` with
-  ``kin = R0 kout``, ``R(0) = R0``. Solved with diffrax as the deviation ``E = R - R0``
-  (zero at t = 0, so the ODE starts from zero amounts), ``PCA = R0 + E``.
+  ``kin = R0 kout``, ``R(0) = R0``. Solved numerically as the deviation ``E = R - R0``
+  (zero at t = 0, so the ODE starts from zero amounts), ``PCA = R0 + E``, driven by the
+  closed-form PK (``bn.pk.ODE(..., pk=bn.pk.Depots1Central1())``, as nlmixr2's
+  ``linCmt()`` in an ODE model): only the PD state is integrated. With the depot in the
+  ODE, a fast absorber (KA of 10-30/h, which the IIV on KA reaches) made the explicit
+  solver take steps of order 1/KA over the 144 h (stiffness): 5-15x the cost of a
+  gradient, and solver failures beyond.
 - IIV (log-normal, diagonal OMEGA): CL, V, KA, R0, IC50, MU-referenced (the log individual
   parameters ``log CL_i ~ N(log tvcl + 0.75 log(WT/70), omega_cl_sd)`` and so on are
   sampled, see ``bn.IIV(mu=...)``). Residual error: combined (variances
@@ -34,20 +39,18 @@ import bayes_nlme as bn
 from bayes_nlme import dist
 
 
-def _rhs(t, a, p):
+def _pd_rhs(t, a, p):
+    # a.Central: the closed-form PK amount (pk= below); only the PD state is integrated
     c = a.Central / p.V
     inhibition = p.IMAX * c / (p.IC50 + c)
-    return {
-        "Depot": -p.KA * a.Depot,
-        "Central": p.KA * a.Depot - p.CL / p.V * a.Central,
-        "Effect": -p.R0 * p.KOUT * inhibition - p.KOUT * a.Effect,
-    }
+    return {"Effect": -p.R0 * p.KOUT * inhibition - p.KOUT * a.Effect}
 
 
 dynamics = bn.pk.ODE(
-    _rhs,
-    compartments=("Depot", "Central", "Effect"),
-    required=("KA", "CL", "V", "R0", "KOUT", "IMAX", "IC50"),
+    _pd_rhs,
+    compartments=("Effect",),
+    required=("R0", "KOUT", "IMAX", "IC50"),
+    pk=bn.pk.Depots1Central1(),
     rtol=1e-6,
     atol=1e-8,
 )

@@ -287,6 +287,23 @@ class _LinearPK(AbstractPKModel):
             dose without II > 0 is an ordinary dose; an invalid RATE code or a missing
             ``R<n>``/``D<n>`` makes every amount NaN.)
         """
+        return self._amounts(params, doses, times, initial)
+
+    def _amounts(
+        self,
+        params: Mapping[str, Any],
+        doses: Any,
+        times: Any,
+        initial: Any = None,
+        infusion_ended: Any = None,
+    ) -> Any:
+        """:meth:`amounts`; ``infusion_ended`` (n_dose,) bool, when given, says which
+        infusions have ended, instead of comparing the time since their start with their
+        duration. ``ODE(..., pk=...)`` evaluates the closed form inside its segments: at a
+        segment end that is an infusion's end, the infusion must still run (left limit),
+        and at the start of the next segment it must have ended, with the matching
+        one-sided derivatives (``jnp.minimum`` would give the average of the two at the
+        tie)."""
         p = self._read_params(params)
         self._check_doses(doses, params)
         n = len(self.compartments)
@@ -337,7 +354,11 @@ class _LinearPK(AbstractPKModel):
             started = jnp.where(is_ss[None, :], t[:, None] >= d_time[None, :], u >= 0)
             active = mask[None, :] & started & (t[:, None] < _reset_times(d_time, mask, ss, ii))
         u = jnp.where(active, u, 0.0)  # clamp first: no exp of a positive argument anywhere
-        tau = jnp.where(active & is_inf[None, :], jnp.minimum(u, duration[None, :]), 0.0)
+        if infusion_ended is None:
+            running = jnp.minimum(u, duration[None, :])
+        else:
+            running = jnp.where(infusion_ended[None, :], duration[None, :], u)
+        tau = jnp.where(active & is_inf[None, :], running, 0.0)
         bolus = jnp.where(active & ~is_inf[None, :], dose_amt[None, :], 0.0)
         # (n_time, n_dose, n_eig): a bolus has tau = 0 (expm1 term vanishes), an infusion
         # has bolus = 0, an inactive event has both 0

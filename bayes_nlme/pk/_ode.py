@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import diffrax
 import jax
@@ -25,7 +25,7 @@ import optimistix as optx
 from jax.custom_derivatives import SymbolicZero
 
 from .._errors import BayesNLMEError, ModelError
-from ._analytic import _dose_infusions, _modeled_rate_problem, _reset_times, _ss_code_problem
+from ._analytic import _LinearPK, _dose_infusions, _modeled_rate_problem, _reset_times, _ss_code_problem
 from ._base import AbstractPKModel
 
 __all__ = ["ODE", "ODESolveError"]
@@ -34,6 +34,16 @@ __all__ = ["ODE", "ODESolveError"]
 #: Prefix of the pseudo-parameters that carry ``initial`` amounts through the solve (they
 #: enter the parameter vector so that forward sensitivities cover them).
 _INIT = "__initial_amount_"
+
+class _PKDoses(NamedTuple):
+    """The dose fields a closed-form ``pk`` model reads (no steady state)."""
+
+    time: Any
+    amt: Any
+    rate: Any
+    cmt: Any
+    mask: Any
+
 
 #: Newton iterations of the steady-state root solve (see ``ODE``, Notes) and their
 #: stopping rule: every component's step below this fraction of ``atol + rtol |amount|``.
@@ -184,13 +194,31 @@ class ODE(AbstractPKModel):
         with few subjects; ``bench/README.md``); otherwise ``diffrax.diffeqsolve``.
         ``"diffrax"``: always ``diffrax.diffeqsolve``, one solve per segment between events
         (the previous implementation, kept for comparison).
+    pk : analytic model, optional
+        A closed-form PK model (e.g. ``bn.pk.Depots1Central1()``) that drives the ODE, as
+        nlmixr2's ``linCmt()`` inside an ODE model and Torsten's coupled solvers
+        (``pmx_solve_onecpt_rk45``). Its compartments come first (CMT ``1..n_pk``, with
+        its names), then ``compartments`` (CMT ``n_pk + 1 ...``); ``required`` is added to
+        the PK model's. ``rhs`` sees every compartment in ``amounts``, the PK ones at
+        their closed-form value, and returns the derivatives of ``compartments`` only.
+        Doses into PK compartments (``ALAG``/``F``/infusions as usual) are applied by
+        the closed form; doses into ODE compartments by the engine. Use it for PK/PD
+        models with linear PK: the ODE holds only the PD states, and it no longer
+        carries the fast absorption rate, which makes an explicit solver take steps of
+        order ``1 / KA`` over the whole time span (stiffness; see Performance). Needs the
+        built-in integrator (an explicit ``solver``, ``sensitivities="forward"``,
+        ``integrator="auto"``) and supports neither steady-state doses (SS > 0) nor
+        ``initial`` amounts (so no time-varying covariates): both raise ``ModelError``.
 
     Attributes
     ----------
     compartments : tuple of str
+        All compartments, the ``pk`` model's first.
+    ode_compartments : tuple of str
+        The compartments integrated numerically (``compartments`` as given).
     default_dose_cmt : int
     required : tuple of str
-    solver, rtol, atol, max_steps, dt0, sensitivities, integrator
+    solver, rtol, atol, max_steps, dt0, sensitivities, integrator, pk
         The options above.
 
     Notes
@@ -310,6 +338,18 @@ class ODE(AbstractPKModel):
     ... )
 
     ``mm.amounts(params, doses, times)`` then returns shape ``(n_time, 2)``.
+
+    A turnover (indirect response) PD model driven by closed-form one-compartment oral PK,
+    the inhibition of the response's input by the concentration:
+
+    >>> def pd(t, a, p):
+    ...     c = a.Central / p.V
+    ...     return {"Effect": p.KIN * (1 - c / (p.IC50 + c)) - p.KOUT * a.Effect}
+    >>> turnover = bn.pk.ODE(
+    ...     pd, ("Effect",), ("KIN", "KOUT", "IC50"), pk=bn.pk.Depots1Central1()
+    ... )
+    >>> turnover.compartments
+    ('Depot', 'Central', 'Effect')
     """
 
     def __init__(
@@ -326,6 +366,7 @@ class ODE(AbstractPKModel):
         dt0: float | None = None,
         sensitivities: str = "forward",
         integrator: str = "auto",
+        pk: AbstractPKModel | None = None,
     ):
         if not callable(rhs):
             raise ModelError(
@@ -343,6 +384,23 @@ class ODE(AbstractPKModel):
         req = tuple(required)
         if not all(isinstance(r, str) and r for r in req):
             raise ModelError(f"required must be parameter names (str); got {req!r}.")
+        if pk is not None:
+            if not isinstance(pk, _LinearPK):
+                raise ModelError(
+                    f"pk must be an analytic PK model such as bn.pk.Depots1Central1(); got "
+                    f"{pk!r}."
+                )
+            clash = sorted(set(pk.compartments) & set(comps))
+            if clash:
+                raise ModelError(
+                    f"the ODE compartments {list(comps)} repeat the pk model's compartments "
+                    f"{list(pk.compartments)}: {clash}; give the PD states other names."
+                )
+            ode_comps = comps
+            comps = tuple(pk.compartments) + comps
+            req = tuple(dict.fromkeys(tuple(pk.required) + req))
+        else:
+            ode_comps = comps
         n = len(comps)
         if isinstance(default_dose_cmt, bool) or not isinstance(default_dose_cmt, int | np.integer):
             raise ModelError(f"default_dose_cmt must be an int in 1..{n}.")
@@ -372,6 +430,8 @@ class ODE(AbstractPKModel):
         self.sensitivities = sensitivities
         self.integrator = integrator
         self.compartments = comps
+        self.ode_compartments = ode_comps
+        self.pk = pk
         self.required = req
         self.default_dose_cmt = int(default_dose_cmt)
         self.solver = solver
@@ -385,16 +445,25 @@ class ODE(AbstractPKModel):
             and sensitivities == "forward"
             and isinstance(solver, diffrax.AbstractERK)
         )
+        if pk is not None and not self._builtin:
+            raise ModelError(
+                "ODE(..., pk=...) needs the built-in integrator: an explicit Runge-Kutta "
+                "solver (the default Tsit5, or Dopri5/Dopri8/Bosh3), "
+                "sensitivities='forward' and integrator='auto'; got "
+                f"solver={type(solver).__name__}(), sensitivities={sensitivities!r}, "
+                f"integrator={integrator!r}."
+            )
 
     supports_initial = True
 
     def __repr__(self) -> str:
         name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
         return (
-            f"ODE({name}, compartments={self.compartments}, required={self.required}, "
+            f"ODE({name}, compartments={self.ode_compartments}, required={self.required}, "
             f"solver={type(self.solver).__name__}(), rtol={self.rtol:g}, atol={self.atol:g}, "
             f"max_steps={self.max_steps}"
             + ("" if self.integrator == "auto" else f", integrator={self.integrator!r}")
+            + ("" if self.pk is None else f", pk={self.pk!r}")
             + ")"
         )
 
@@ -464,11 +533,23 @@ class ODE(AbstractPKModel):
                 f"events (ADDL/II)."
             )
 
-    def _derivative(self, t: Any, y: Any, params: Mapping[str, Any]) -> Any:
-        """Call the user's rhs and return its output as an array of shape (n_cmt,)."""
-        names = self.compartments
+    def _derivative(
+        self, t: Any, y: Any, params: Mapping[str, Any], forcing: Any = None
+    ) -> Any:
+        """Call the user's rhs and return its output as an array of shape (n_cmt,).
+
+        With ``pk``, ``forcing`` (n_pk,) holds the closed-form PK amounts at ``t``: ``rhs``
+        sees them in place of the (unused) PK rows of ``y``, and the PK rows' derivative is
+        zero.
+        """
+        names = self.ode_compartments
         n = len(names)
-        amounts = _Names("amounts", {c: y[i] for i, c in enumerate(names)})
+        n_pk = len(self.compartments) - n
+        values = {c: y[n_pk + i] for i, c in enumerate(names)}
+        if n_pk:
+            pk_amounts = jnp.zeros(n_pk, y.dtype) if forcing is None else forcing
+            values = {c: pk_amounts[i] for i, c in enumerate(self.pk.compartments)} | values
+        amounts = _Names("amounts", values)
         out = self.rhs(t, amounts, _Names("params", params))
         expect = (
             f"rhs(t, amounts, params) must return the derivative of every compartment "
@@ -490,13 +571,16 @@ class ODE(AbstractPKModel):
                         f"{expect}; the derivative of {c!r} has shape {v.shape}, expected a scalar."
                     )
                 vals.append(v)
-            return jnp.stack(vals)
-        try:
-            arr = jnp.asarray(out, y.dtype)
-        except (TypeError, ValueError) as err:
-            raise ModelError(f"{expect}; got {type(out).__name__}.") from err
-        if arr.shape != (n,):
-            raise ModelError(f"{expect}; got an array of shape {arr.shape}.")
+            arr = jnp.stack(vals)
+        else:
+            try:
+                arr = jnp.asarray(out, y.dtype)
+            except (TypeError, ValueError) as err:
+                raise ModelError(f"{expect}; got {type(out).__name__}.") from err
+            if arr.shape != (n,):
+                raise ModelError(f"{expect}; got an array of shape {arr.shape}.")
+        if n_pk:
+            arr = jnp.concatenate([jnp.zeros(n_pk, y.dtype), arr])
         return arr
 
     def _vector_field(self, t: Any, y: Any, args: Any) -> Any:
@@ -536,6 +620,18 @@ class ODE(AbstractPKModel):
         jax.eval_shape(self._derivative, jnp.zeros((), dtype), jnp.zeros(n, dtype), p)
 
         n_dose = jnp.shape(doses.time)[0]
+        ss = getattr(doses, "ss", None)
+        ii = getattr(doses, "ii", None)
+        if self.pk is not None and initial is not None:
+            raise ModelError(
+                "ODE(..., pk=...) does not support initial amounts (used for time-varying "
+                "covariates); write the PK part in the ODE instead."
+            )
+        if self.pk is not None and ss is not None and ii is not None:
+            raise ModelError(
+                "ODE(..., pk=...) does not support steady-state doses (SS > 0); give the "
+                "doses as explicit events (ADDL/II), or write the PK part in the ODE."
+            )
         if (n_dose == 0 and initial is None) or n_time == 0:
             return jnp.zeros((n_time, n), dtype), jnp.asarray(True)
         # jnp.array (a copy, free under jit), not asarray: a NumPy array vmapped into the
@@ -543,8 +639,6 @@ class ODE(AbstractPKModel):
         # data = (time, amt, rate, cmt, mask, extra, times); extra holds the optional
         # initial-amount time "t0" and the steady-state fields "ss", "ii"
         extra = {}
-        ss = getattr(doses, "ss", None)
-        ii = getattr(doses, "ii", None)
         if ss is not None and ii is not None:
             extra["ss"] = jnp.array(ss, jnp.int32)
             extra["ii"] = jnp.array(ii, dtype)
@@ -588,8 +682,26 @@ class ODE(AbstractPKModel):
         onehot = (cmt0[:, None] == jnp.arange(1, n + 1)).astype(dtype)
         *_, bad = _dose_infusions(p, onehot, data[2], data[1], data[4], dtype)
         ok = ok & ~jnp.any(bad)
+        if self.pk is not None:
+            # the PK columns from the closed form (differentiated directly, exact); the
+            # engine's PK rows only carried the dose events
+            n_pk = len(self.pk.compartments)
+            pk_out = self.pk.amounts(p, self._pk_doses(data), data[-1])
+            out = jnp.concatenate([pk_out, out[:, n_pk:]], axis=1)
         out = jnp.where(ok, out, jnp.nan)
         return out, ok
+
+    def _pk_doses(self, data: tuple, applied: Any = None) -> Any:
+        """The doses the ``pk`` model sees: those into its compartments (CMT 0 mapped to
+        ``default_dose_cmt``), and with ``applied`` (n_dose,) only those already given."""
+        d_time, amt, rate, cmt, mask = data[:5]
+        cmt = jnp.where(cmt == 0, self.default_dose_cmt, cmt)
+        into_pk = cmt <= len(self.pk.compartments)
+        mask = mask & into_pk
+        cmt = jnp.where(into_pk, cmt, 1)  # doses into the ODE states: masked out
+        if applied is not None:
+            mask = mask & applied
+        return _PKDoses(d_time, amt, rate, cmt, mask)
 
     def _events(self, keys: tuple, pvec: Any, data: tuple) -> tuple[tuple[Any, Any, Any], dict]:
         """Sorted segment start times, bolus jumps and infusion inputs, and aux.
@@ -680,7 +792,14 @@ class ODE(AbstractPKModel):
 
         t_order = jnp.argsort(t_safe)
         ts = t_safe[t_order]
+        # sorted position of each dose's start and end rows (rows before them: SS, t0)
+        n_before = (n_dose if ss is not None else 0) + (1 if t0 is not None else 0)
+        position = jnp.zeros(order.shape[0], jnp.int32).at[order].set(
+            jnp.arange(order.shape[0], dtype=jnp.int32)
+        )
         aux = {
+            "start_pos": position[n_before : n_before + n_dose],
+            "end_pos": position[n_before + n_dose : n_before + 2 * n_dose],
             "b_next": b_next,
             "reset": reset[order],
             "finite_t": finite_t,
@@ -815,19 +934,31 @@ class ODE(AbstractPKModel):
         # a hard cap on iterations (each segment: its events plus at most max_steps steps)
         max_iter = n_seg * (self.max_steps + 2) + 2
 
-        def f(tt, y, pv, r):
-            return self._derivative(tt, y, dict(zip(keys, pv, strict=True))) + r
+        n_pk = 0 if self.pk is None else len(self.pk.compartments)
+        start_pos, end_pos = aux["start_pos"], aux["end_pos"]
 
-        def f_aug(tt, z, r, dr):
+        def f(tt, y, pv, r, kk):
+            # kk: events applied so far; with pk the closed form sees the doses given by
+            # then (a step ending at a dose time gets the left limit, as y does)
+            pd = dict(zip(keys, pv, strict=True))
+            forcing = None
+            if n_pk:
+                doses = self._pk_doses(data, start_pos < kk)
+                ended = end_pos < kk
+                forcing = self.pk._amounts(pd, doses, tt[None], infusion_ended=ended)[0]
+            return self._derivative(tt, y, pd, forcing) + r
+
+        def f_aug(tt, z, r, dr, kk):
             if not sens:
-                return f(tt, z, pvec, r)
+                return f(tt, z, pvec, r, kk)
             # forward sensitivities: S' = (df/dy) S + df/dp + dr/dp, flat [y, vec(S)]
             y, S = z[:n], z[n:].reshape(n, n_p)
-            dy, f_lin = jax.linearize(lambda y_, p_: f(tt, y_, p_, r), y, pvec)
+            dy, f_lin = jax.linearize(lambda y_, p_: f(tt, y_, p_, r, kk), y, pvec)
             dS = jax.vmap(f_lin, in_axes=(1, 0), out_axes=1)(S, eye) + dr
             return jnp.concatenate([dy, dS.reshape(-1)])
 
-        def rms(x):
+        def rms(x):  # over the integrated compartments (with pk, not its dead rows)
+            x = x[n_pk:]
             return jnp.sqrt(jnp.mean(x * x))
 
         def combine(coef, ks, m=None):
@@ -847,11 +978,12 @@ class ODE(AbstractPKModel):
             r = jnp.where(due, seg_rates[kc], r)
             wipe = due & reset[kc]  # SS=1: the state restarts from zero before the jump
             y_new = jnp.where(wipe, 0.0, z[:n]) + jnp.where(due, jump[kc], 0.0)
+            k_new = jnp.where(due, k + 1, k)
             if sens:
                 # S jumps by (f(b-) - f(b+)) db/dp + d jump/dp (event sensitivity); after a
                 # reset S(b+) = d jump/dp - f(b+) db/dp
                 dr = jnp.where(due, drates[kc], dr)
-                f_new = f(t, y_new, pvec, r)
+                f_new = f(t, y_new, pvec, r, k_new)
                 s_old = jnp.where(wipe, 0.0, z[n:].reshape(n, n_p))
                 f_old = jnp.where(wipe, 0.0, fy)
                 dS = jnp.outer(f_old - f_new, db[kc]) + djump[kc]
@@ -859,12 +991,12 @@ class ODE(AbstractPKModel):
                 fy = jnp.where(due, f_new, fy)
             else:
                 z = y_new
-            k = jnp.where(due, k + 1, k)
+            k = k_new
             steps = jnp.where(due, 0, steps)
             # 2. save at the evaluation times equal to t (after the event: dose included)
             out = jnp.where((ts == t)[:, None], z[None, :], out)
             # 3. one step, clipped to the next event and the next evaluation time
-            k1 = f_aug(t, z, r, dr)
+            k1 = f_aug(t, z, r, dr, k)
             y0 = z[:n]
             if self.dt0 is None:  # restart after an event (Hairer's first guess)
                 s0 = atol + rtol * jnp.abs(y0)
@@ -884,7 +1016,7 @@ class ODE(AbstractPKModel):
             ks = [k1]
             for i in range(1, n_stage):
                 zi = z + dt * combine(a_rows[i - 1], ks)
-                ks.append(f_aug(t + float(c_nodes[i]) * dt, zi, r, dr))
+                ks.append(f_aug(t + float(c_nodes[i]) * dt, zi, r, dr, k))
             z1 = z + dt * combine(b_sol, ks)
             y1 = z1[:n]
             y_err = dt * combine(b_err, ks, n)
@@ -902,7 +1034,7 @@ class ODE(AbstractPKModel):
             z = jnp.where(accept, z1, z)
             h = jnp.where(want, h_next, h)
             if sens:
-                f_end = ks[-1][:n] if tab.fsal else f(t, z[:n], pvec, r)
+                f_end = ks[-1][:n] if tab.fsal else f(t, z[:n], pvec, r, k)
                 fy = jnp.where(accept, f_end, fy)
             steps = steps + want.astype(steps.dtype)
             ok = ok & (steps <= self.max_steps) & jnp.all(jnp.isfinite(k1))
