@@ -25,7 +25,13 @@ import optimistix as optx
 from jax.custom_derivatives import SymbolicZero
 
 from .._errors import BayesNLMEError, ModelError
-from ._analytic import _LinearPK, _dose_infusions, _modeled_rate_problem, _reset_times, _ss_code_problem
+from ._analytic import (
+    _dose_infusions,
+    _LinearPK,
+    _modeled_rate_problem,
+    _reset_times,
+    _ss_code_problem,
+)
 from ._base import AbstractPKModel
 
 __all__ = ["ODE", "ODESolveError"]
@@ -34,6 +40,7 @@ __all__ = ["ODE", "ODESolveError"]
 #: Prefix of the pseudo-parameters that carry ``initial`` amounts through the solve (they
 #: enter the parameter vector so that forward sensitivities cover them).
 _INIT = "__initial_amount_"
+
 
 class _PKDoses(NamedTuple):
     """The dose fields a closed-form ``pk`` model reads (no steady state)."""
@@ -387,8 +394,7 @@ class ODE(AbstractPKModel):
         if pk is not None:
             if not isinstance(pk, _LinearPK):
                 raise ModelError(
-                    f"pk must be an analytic PK model such as bn.pk.Depots1Central1(); got "
-                    f"{pk!r}."
+                    f"pk must be an analytic PK model such as bn.pk.Depots1Central1(); got {pk!r}."
                 )
             clash = sorted(set(pk.compartments) & set(comps))
             if clash:
@@ -533,9 +539,7 @@ class ODE(AbstractPKModel):
                 f"events (ADDL/II)."
             )
 
-    def _derivative(
-        self, t: Any, y: Any, params: Mapping[str, Any], forcing: Any = None
-    ) -> Any:
+    def _derivative(self, t: Any, y: Any, params: Mapping[str, Any], forcing: Any = None) -> Any:
         """Call the user's rhs and return its output as an array of shape (n_cmt,).
 
         With ``pk``, ``forcing`` (n_pk,) holds the closed-form PK amounts at ``t``: ``rhs``
@@ -794,8 +798,10 @@ class ODE(AbstractPKModel):
         ts = t_safe[t_order]
         # sorted position of each dose's start and end rows (rows before them: SS, t0)
         n_before = (n_dose if ss is not None else 0) + (1 if t0 is not None else 0)
-        position = jnp.zeros(order.shape[0], jnp.int32).at[order].set(
-            jnp.arange(order.shape[0], dtype=jnp.int32)
+        position = (
+            jnp.zeros(order.shape[0], jnp.int32)
+            .at[order]
+            .set(jnp.arange(order.shape[0], dtype=jnp.int32))
         )
         aux = {
             "start_pos": position[n_before : n_before + n_dose],
