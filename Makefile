@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/theophylline.py
 	$(BIN)/python bench/ode_vs_analytic.py --quick --diffrax
 	$(BIN)/python bench/ode_scaling.py --quick --diffrax
+	$(BIN)/python bench/pkpd_coupled.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayes_nlme tests model_zoo bench

@@ -2,6 +2,8 @@
 
 ``ODE(rhs, compartments, required)`` solves a user-written right-hand side with diffrax
 between dose events (see :class:`ODE`); the analytic models below are closed forms.
+``ODE(pd_rhs, ("Effect",), required, pk=Depots1Central1())`` couples the two: the closed
+form drives the numerically integrated (PD) states.
 
 Analytic linear models, named Pumas-style with compartments in NONMEM CMT order:
 
