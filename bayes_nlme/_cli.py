@@ -98,7 +98,7 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-FIT_OPTIONS = ("target_accept", "dense_mass", "max_tree_depth")
+FIT_OPTIONS = ("target_accept", "dense_mass", "max_tree_depth", "init")
 
 
 def _fit_options(module) -> dict:
