@@ -66,9 +66,9 @@ def test_one_chain_has_no_chain_axis(theo):
 
 
 def test_fit_with_ebe_init(theo):
-    idata = bn.fit(zoo.model, zoo.data(), chains=2, warmup=60, samples=40, seed=2, init="ebe")
+    idata = bn.fit(zoo.model, zoo.data(), chains=2, warmup=40, samples=20, seed=2, init="ebe")
     post = idata.posterior
-    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 40
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 20
     # a short run from the EBE start is already in the posterior bulk (NONMEM CL 2.75 L/h)
     assert 2.0 < float(post["tvcl"].median()) < 3.6
     assert np.isfinite(idata.sample_stats["lp"].values).all()
