@@ -271,10 +271,11 @@ def fit(
         # dataset of the same shape reuses it.
         jit_model_args=True,
     )
-    SOLVER_FAILURES.reset()
     init_params = None
     if init == "ebe":
         init_params = ebe_init_params(model, mdata, jnp.asarray(dv), seed, chains)
+        jax.effects_barrier()  # failed solves inside the optimisation are not the sampler's
+    SOLVER_FAILURES.reset()
     with warnings.catch_warnings(), _explain_init_failure(model):
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc.run(
