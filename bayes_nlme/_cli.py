@@ -1,6 +1,7 @@
 """The ``bayes-nlme`` command line.
 
-``bayes-nlme fit MODEL [--data CSV] [--chains N] [--warmup N] [--samples N] [--seed S] [--out DIR]``
+``bayes-nlme fit MODEL [--data CSV] [--chains N] [--warmup N] [--samples N] [--seed S]
+[--init typical|ebe] [--out DIR]``
 ``bayes-nlme report RUN_DIR``
 ``bayes-nlme batch JOB.toml`` (``bayes-nlme batch --template`` prints a job file)
 
@@ -9,7 +10,7 @@ MODEL is a model-zoo name (``theophylline``) or the path of a Python file that d
 default dataset, or the dataset itself), ``read_options`` (keyword arguments for
 :func:`bayes_nlme.read_nonmem`, e.g. ``dict(ss_map={99: 0})``), ``fit_options`` (NUTS
 settings the model needs, passed to :func:`bayes_nlme.fit`: ``target_accept``,
-``dense_mass``, ``max_tree_depth``; the command-line flags override them) and
+``dense_mass``, ``max_tree_depth``, ``init``; the command-line flags override them) and
 ``plot_labels``.
 Results: ``DIR/posterior.nc`` (InferenceData, NetCDF), ``DIR/summary.csv``,
 ``DIR/individual_fits.png``, ``DIR/report.html`` (unless ``--no-report``) and
@@ -143,6 +144,8 @@ def cmd_fit(args) -> int:
         options["max_tree_depth"] = args.max_tree_depth
     if args.target_accept is not None:
         options["target_accept"] = args.target_accept
+    if args.init is not None:
+        options["init"] = args.init
     if options:
         _say(f"bayes-nlme: NUTS options {options}")
     idata = fit(
@@ -260,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="NUTS target acceptance probability (default 0.9 or the model's fit_options)",
+    )
+    f.add_argument(
+        "--init",
+        choices=("typical", "ebe"),
+        default=None,
+        help="chain starts (default 'typical' or the model's fit_options): 'typical' puts "
+        "every ETA at 0, 'ebe' at its empirical Bayes estimate",
     )
     f.add_argument("--out", help="output directory (default runs/<model name>)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")

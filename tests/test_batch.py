@@ -106,12 +106,14 @@ def test_fit_batch_equals_separate_fits(trials):
 @pytest.mark.slow
 def test_fit_batch_pads_ragged_datasets_and_groups_subject_counts(trials):
     """Fewer observations (padded, masked) or fewer subjects (own program): each still
-    equals its separate fit."""
+    equals its separate fit. With init="ebe": the EBE optimisation runs inside the batch
+    program (padded observations do not enter it) and starts the chains where fit() does."""
     short = bn.read_nonmem(design(times=TIMES[:4]))
     short = simulate_datasets(MODEL, short, 1, truth=TRUTH, seed=2)[0][0]
     small = simulate_datasets(MODEL, design(n_id=4), 1, truth=TRUTH, seed=3)[0][0]
-    kw = dict(chains=1, warmup=15, samples=15)
+    kw = dict(chains=1, warmup=15, samples=15, init="ebe")
     batch = bn.fit_batch(MODEL, [trials[0], short, small], seeds=[1, 2, 3], devices=1, **kw)
+    assert batch[0].sample_stats.attrs["init"] == "ebe"
     assert batch[1].posterior["IPRED"].shape[-1] == short.n_obs == 24
     assert batch[1].log_likelihood["DV"].shape[-1] == 24
     assert batch[2].posterior["CL"].shape[-1] == 4
@@ -154,6 +156,8 @@ def test_fit_batch_reports_dataset_errors():
     with pytest.raises(bn.ModelError, match="seeds"):
         bn.fit_batch(model, [design()], seeds=[1, 2], chains=1, warmup=5, samples=5)
     assert bn.fit_batch(model, []) == []
+    with pytest.raises(bn.ModelError, match="init must be"):
+        bn.fit_batch(model, [design()], init="map")
 
 
 @pytest.mark.slow
@@ -317,6 +321,9 @@ def test_job_file_errors(tmp_path):
         'model = "theophylline"\nout = "o"\n[simulate]\nn_datasets = 2\n[sampler]\nchains = "4"\n'
     )
     with pytest.raises(JobError, match="chains must be int"):
+        load_job(bad)
+    bad.write_text(bad.read_text().replace('chains = "4"', 'init = "map"'))
+    with pytest.raises(JobError, match="init must be"):
         load_job(bad)
 
 

@@ -118,13 +118,14 @@ def test_model_file_fit_options(tmp_path, capsys):
     f = tmp_path / "theo_dense.py"
     f.write_text(
         "from bayes_nlme.model_zoo.theophylline import model, data\n"
-        "fit_options = dict(dense_mass=[('tvcl', 'tvv')], target_accept=0.95)\n"
+        "fit_options = dict(dense_mass=[('tvcl', 'tvv')], target_accept=0.95, init='ebe')\n"
     )
     out = tmp_path / "run"
-    argv = ["fit", str(f), "--out", str(out), "--target-accept", "0.85", "--no-report", *TINY]
-    assert main(argv) == 0
+    argv = ["fit", str(f), "--out", str(out), "--target-accept", "0.85", "--init", "typical"]
+    assert main([*argv, "--no-report", *TINY]) == 0
     err = capsys.readouterr().err
-    assert "NUTS options {'dense_mass': [('tvcl', 'tvv')], 'target_accept': 0.85}" in err
+    want = "{'dense_mass': [('tvcl', 'tvv')], 'target_accept': 0.85, 'init': 'typical'}"
+    assert f"NUTS options {want}" in err
     assert (out / "posterior.nc").stat().st_size > 0
     f.write_text(
         "from bayes_nlme.model_zoo.theophylline import model, data\nfit_options = dict(warmup=10)\n"

@@ -43,6 +43,8 @@ def test_zoo_script_runs(name, tmp_path):
             "20",
             "--max-tree-depth",
             "4",  # a smoke run: the ODE models would otherwise spend minutes in early warmup
+            "--init",
+            "typical",  # the EBE start (warfarin's fit_options) is tested in test_init_ebe.py
             "--no-progress",
             "--no-report",  # the report is tested in test_report.py
             "--out",

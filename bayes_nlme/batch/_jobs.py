@@ -51,6 +51,7 @@ warmup = 500
 samples = 500
 seed = 0
 batch_size = 16               # datasets per compiled call
+# init = "ebe"                # chains start with the ETAs at their EBEs (default "typical")
 
 # [engine]                    # default: this process, all local devices
 # kind = "dask"               # fan chunks out to a Dask cluster
@@ -67,6 +68,7 @@ _SAMPLER_KEYS = {
     "max_tree_depth": int,
     "dense_mass": bool,
     "batch_size": int,
+    "init": str,
 }
 _RESULTS = "results"
 
@@ -116,6 +118,8 @@ def load_job(path: str | os.PathLike | Mapping) -> dict:
         if not isinstance(v, _SAMPLER_KEYS[k]) or isinstance(v, bool) != (_SAMPLER_KEYS[k] is bool):
             if not (_SAMPLER_KEYS[k] is float and isinstance(v, int)):
                 raise JobError(f"[sampler] {k} must be {_SAMPLER_KEYS[k].__name__}; got {v!r}.")
+    if sampler.get("init", "typical") not in ("typical", "ebe"):
+        raise JobError(f'[sampler] init must be "typical" or "ebe"; got {sampler["init"]!r}.')
     resolved: dict[str, Any] = {"model": model, "out": out, "sampler": sampler}
     if "data" in job:
         files = job["data"].get("files")

@@ -26,7 +26,14 @@ from numpyro.infer import NUTS
 from .._errors import ModelError
 from ..data._dataset import Dataset
 from ..population._model import Model, ModelData
-from ._fit import _EXTRA_FIELDS, draws_to_inference_data, init_to_typical, prepare
+from ._fit import (
+    _EXTRA_FIELDS,
+    draws_to_inference_data,
+    init_to_typical,
+    optimise_etas,
+    prepare,
+    typical_start,
+)
 
 __all__ = ["fit_batch"]
 
@@ -138,9 +145,11 @@ class _Program:
         target_accept,
         max_tree_depth,
         dense_mass,
+        init,
         devices,
     ):
-        self.warmup, self.samples, self.chains = warmup, samples, chains
+        self.warmup, self.samples, self.chains, self.init = warmup, samples, chains, init
+        self.model = model
         self.kernel = NUTS(
             model.numpyro_model,
             target_accept_prob=target_accept,
@@ -156,7 +165,10 @@ class _Program:
         """One chain: NumPyro's ``NUTS.init`` then ``warmup + samples`` transitions, the
         same sequence :class:`numpyro.infer.MCMC` runs; keeps the unconstrained draws."""
         kernel, args, kwargs = self.kernel, (mdata,), {"DV": dv}
-        state = kernel.init(key, self.warmup, None, args, kwargs)
+        z0 = None
+        if self.init == "ebe":  # as fit(init="ebe"): ebe_init_params with this chain's key
+            z0 = optimise_etas(*typical_start(key, self.model, mdata, dv))
+        state = kernel.init(key, self.warmup, z0, args, kwargs)
         ok = jnp.isfinite(state.potential_energy)
 
         def fields_of(s):
@@ -260,6 +272,7 @@ def fit_batch(
     target_accept: float = 0.9,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
+    init: str = "typical",
     devices: Any = None,
     batch_size: int | None = None,
     progress: bool | None = None,
@@ -283,8 +296,9 @@ def fit_batch(
         likelihood). Datasets with different numbers of subjects are run as separate
         programs: padding subjects would add ETA dimensions and change the posterior of a
         centred OMEGA.
-    chains, warmup, samples, target_accept, max_tree_depth, dense_mass
-        As in :func:`bayes_nlme.fit`.
+    chains, warmup, samples, target_accept, max_tree_depth, dense_mass, init
+        As in :func:`bayes_nlme.fit` (``init="ebe"``: each chain's ETAs start at their
+        empirical Bayes estimates, optimised inside the compiled program).
     seed : int, default 0
         Dataset ``i`` uses seed ``seed + i`` unless ``seeds`` is given.
     seeds : sequence of int, optional
@@ -314,8 +328,8 @@ def fit_batch(
     DatasetError
         If a dataset is not a valid NONMEM dataset.
     ModelError
-        If the model does not fit a dataset (the message names the dataset's position), or
-        NUTS finds no finite starting point for some datasets.
+        If the model does not fit a dataset (the message names the dataset's position),
+        NUTS finds no finite starting point for some datasets, or ``init`` is unknown.
 
     Examples
     --------
@@ -324,6 +338,8 @@ def fit_batch(
     >>> fits = bn.fit_batch(model, [data(), data()], chains=2, warmup=200,
     ...                     samples=200)  # doctest: +SKIP
     """
+    if init not in ("typical", "ebe"):
+        raise ModelError(f'init must be "typical" or "ebe"; got {init!r}.')
     if len(datasets) == 0:
         return []
     if seeds is None:
@@ -350,6 +366,7 @@ def fit_batch(
         target_accept=target_accept,
         max_tree_depth=max_tree_depth,
         dense_mass=dense_mass,
+        init=init,
     )
     results: list[Any] = [None] * len(datasets)
     done = 0
@@ -397,6 +414,7 @@ def fit_batch(
                     warmup=warmup,
                     seed=int(seeds[i]),
                     chain_method="batch",
+                    init=init,
                 )
                 results[i] = idata
                 if on_result is not None:

@@ -66,62 +66,77 @@ def init_to_typical(site=None, num_samples: int = 201):
 _RANDOM_EFFECT_SITES = ("z_eta", "eta_centered", "phi_eta", "eta_partial", "z_kappa")
 
 
+def typical_start(key, model: Model, mdata, dv):
+    """The :func:`init_to_typical` start of one chain's key: ``(z, potential_fn)``, with
+    ``z`` the unconstrained sites (traceable: :func:`bayes_nlme.fit_batch` calls it inside
+    its compiled program)."""
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(
+        key,
+        model.numpyro_model,
+        model_args=(mdata,),
+        model_kwargs=dict(DV=dv),
+        init_strategy=init_to_typical(),
+    )
+    return info.param_info.z, info.potential_fn
+
+
+def optimise_etas(z: dict, potential_fn, maxiter: int = 100, restarts: int = 5) -> dict:
+    """``z`` with its random-effect sites moved to their joint mode given the other sites
+    (the empirical Bayes estimates; NONMEM's POSTHOC step at the current THETA/OMEGA).
+
+    BFGS (``jax.scipy.optimize.minimize``) over all random-effect sites at once,
+    ``restarts`` times ``maxiter`` iterations at most; a restart that fails or does not
+    lower the potential energy is not taken, so at worst ``z`` comes back unchanged.
+    Traceable (no Python control flow on values).
+    """
+    from jax.flatten_util import ravel_pytree
+    from jax.scipy.optimize import minimize
+
+    ranef = {k: v for k, v in z.items() if k in _RANDOM_EFFECT_SITES}
+    if not ranef:
+        return z
+    rest = {k: v for k, v in z.items() if k not in ranef}
+    x0, unravel = ravel_pytree(ranef)
+
+    def energy(x, rest):
+        return potential_fn({**rest, **unravel(x)})
+
+    def restart(_, xu):
+        # JAX's BFGS stops on a failed line search (status 3) when its first steps, with
+        # the identity as inverse Hessian, overshoot; restarting from the best point so far
+        # converges (Theophylline: 2-4 restarts to |grad| < 1e-5).
+        x, u = xu
+        res = minimize(energy, x, args=(rest,), method="BFGS", options=dict(maxiter=maxiter))
+        ok = jnp.isfinite(res.fun) & jnp.all(jnp.isfinite(res.x)) & (res.fun < u)
+        return jnp.where(ok, res.x, x), jnp.where(ok, res.fun, u)
+
+    x, _ = jax.lax.fori_loop(0, restarts, restart, (x0, energy(x0, rest)))
+    return {**rest, **unravel(x)}
+
+
 def ebe_init_params(
     model: Model, mdata, dv, seed: int, chains: int, maxiter: int = 100, restarts: int = 5
 ):
     """Unconstrained starting values: :func:`init_to_typical` for THETA/OMEGA/SIGMA, and
     the random effects at their joint mode given those (empirical Bayes estimates).
 
-    One start per chain (leading axis ``chains`` when ``chains > 1``), each from its own
-    key, as ``fit(init="ebe")`` uses them. BFGS (``jax.scipy.optimize.minimize``) over all
-    random-effect sites at once, ``restarts`` times ``maxiter`` iterations at most; a step
-    that fails or does not lower the potential energy is not taken, so at worst a chain
-    keeps its typical start.
+    One start per chain (leading axis ``chains`` when ``chains > 1``), each from the key
+    :class:`numpyro.infer.MCMC` gives that chain (``PRNGKey(seed)`` for one chain, its
+    ``chains``-way split otherwise), as ``fit(init="ebe")`` and ``fit_batch(init="ebe")``
+    use them. See :func:`optimise_etas`.
     """
-    from jax.flatten_util import ravel_pytree
-    from jax.scipy.optimize import minimize
-    from numpyro.infer.util import initialize_model
-
-    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
+    key = jax.random.PRNGKey(seed)
+    keys = jax.random.split(key, chains) if chains > 1 else key[None]
     starts = []
-    for key in keys:
+    for k in keys:
         with _explain_init_failure(model):
-            info = initialize_model(
-                key,
-                model.numpyro_model,
-                model_args=(mdata,),
-                model_kwargs=dict(DV=dv),
-                init_strategy=init_to_typical(),
-            )
-        starts.append(info.param_info.z)
-    ranef = {k: v for k, v in starts[0].items() if k in _RANDOM_EFFECT_SITES}
-    if ranef:
-        potential_fn = info.potential_fn  # the same density for every chain
-        unravel = ravel_pytree(ranef)[1]
-
-        def energy(x, rest):
-            return potential_fn({**rest, **unravel(x)})
-
-        @jax.jit
-        def solve(z):
-            rest = {k: v for k, v in z.items() if k not in ranef}
-
-            def restart(_, xu):
-                # JAX's BFGS stops on a failed line search (status 3) when its first steps,
-                # with the identity as inverse Hessian, overshoot; restarting from the best
-                # point so far converges (Theophylline: 2-4 restarts to |grad| < 1e-5).
-                x, u = xu
-                res = minimize(
-                    energy, x, args=(rest,), method="BFGS", options=dict(maxiter=maxiter)
-                )
-                ok = jnp.isfinite(res.fun) & jnp.all(jnp.isfinite(res.x)) & (res.fun < u)
-                return jnp.where(ok, res.x, x), jnp.where(ok, res.fun, u)
-
-            x0 = ravel_pytree({k: z[k] for k in ranef})[0]
-            x, _ = jax.lax.fori_loop(0, restarts, restart, (x0, energy(x0, rest)))
-            return {**rest, **unravel(x)}
-
-        starts = [solve(z) for z in starts]
+            z, potential_fn = typical_start(k, model, mdata, dv)
+        starts.append(z)
+    # the same density for every chain: one compiled optimisation
+    solve = jax.jit(lambda z: optimise_etas(z, potential_fn, maxiter, restarts))
+    starts = [solve(z) for z in starts]
     if chains == 1:
         return starts[0]
     return jax.tree_util.tree_map(lambda *v: jnp.stack(v), *starts)
@@ -292,6 +307,7 @@ def fit(
         warmup=warmup,
         seed=seed,
         chain_method=method,
+        init=init,
     )
     if hasattr(model.dynamics, "solve_status"):
         _report_solver_failures(model, idata)
