@@ -305,7 +305,7 @@ def fit_batch(
         One seed per dataset (the ``seed`` :func:`bayes_nlme.fit` would take).
     devices : int or sequence of jax.Device, optional
         Devices to shard the batch over; default all local devices of the default backend
-        (``import bayes_nlme`` gives the CPU ``max(4, cpu_count)`` host devices). For
+        (``import bayes_nlme`` gives the CPU ``max(16, cpu_count)`` host devices). For
         several hosts, start every process with ``jax.distributed.initialize()`` and call
         ``fit_batch`` on each with its own share of the datasets (README, "Batch jobs").
     batch_size : int, optional

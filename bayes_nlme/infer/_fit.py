@@ -198,7 +198,7 @@ def fit(
         The NONMEM-style dataset (read with :func:`bayes_nlme.read_nonmem` when not a Dataset).
     chains : int, default 4
         Number of chains. On CPU they run in parallel when JAX has that many host devices
-        (``import bayes_nlme`` configures ``max(4, cpu_count)`` of them; see the README),
+        (``import bayes_nlme`` configures ``max(16, cpu_count)`` of them; see the README),
         otherwise one after another; on a single GPU they run vectorised.
     warmup, samples : int, default 1000
         Warmup (adaptation) and retained iterations per chain.
