@@ -240,6 +240,8 @@ def cmd_batch(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .infer._fit import INITS
+
     parser = argparse.ArgumentParser(
         prog="bayes-nlme", description="Bayesian population PK/PD with NUTS."
     )
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--init",
-        choices=("typical", "ebe"),
+        choices=INITS,
         default=None,
         help="chain starts (default 'typical' or the model's fit_options): 'typical' puts "
         "every ETA at 0, 'ebe' at its empirical Bayes estimate",

@@ -19,13 +19,13 @@ import os
 import shutil
 import tempfile
 
-if "PYTEST_XDIST_WORKER" not in os.environ and "BAYES_NLME_TEST_CACHE_OWNER" not in os.environ:
+if "BAYES_NLME_TEST_CACHE_OWNER" not in os.environ:  # set below; inherited by workers
+    os.environ["BAYES_NLME_TEST_CACHE_OWNER"] = str(os.getpid())
     if os.environ.get("BAYES_NLME_TEST_CACHE", "1") == "0":
         os.environ["BAYES_NLME_CACHE_DIR"] = ""
     else:
         _cache = tempfile.mkdtemp(prefix="bayes_nlme_test_jax_cache_")
         os.environ["BAYES_NLME_CACHE_DIR"] = _cache
-        os.environ["BAYES_NLME_TEST_CACHE_OWNER"] = str(os.getpid())
         atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax  # noqa: E402

@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.util import initialize_model
 
 import bayes_nlme as bn
-from bayes_nlme.infer._fit import ebe_init_params, init_to_typical, prepare
+from bayes_nlme.infer._fit import ebe_init_params, prepare, typical_start
 from bayes_nlme.model_zoo import theophylline as zoo
 
 
@@ -17,17 +16,6 @@ def theo():
     model = zoo.model
     ds, mdata = prepare(model, zoo.data())
     return model, mdata, jnp.asarray(np.asarray(ds.dv, float))
-
-
-def _typical_start(model, mdata, dv, key):
-    info = initialize_model(
-        key,
-        model.numpyro_model,
-        model_args=(mdata,),
-        model_kwargs=dict(DV=dv),
-        init_strategy=init_to_typical(),
-    )
-    return info.param_info.z, info.potential_fn
 
 
 def _eta_gradient(potential, z):
@@ -41,7 +29,7 @@ def test_ebe_start_is_the_mode_over_the_etas(theo):
     assert set(starts) >= {"z_eta", "tvcl", "add_sd"}
     assert starts["z_eta"].shape == (2, 12, 3)
     for c in range(2):
-        z0, potential = _typical_start(model, mdata, dv, keys[c])
+        z0, potential = typical_start(keys[c], model, mdata, dv)
         z = {k: v[c] for k, v in starts.items()}
         # THETA/OMEGA/SIGMA stay at the typical start of this chain's key
         for k in z0:

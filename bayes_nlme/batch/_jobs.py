@@ -118,8 +118,10 @@ def load_job(path: str | os.PathLike | Mapping) -> dict:
         if not isinstance(v, _SAMPLER_KEYS[k]) or isinstance(v, bool) != (_SAMPLER_KEYS[k] is bool):
             if not (_SAMPLER_KEYS[k] is float and isinstance(v, int)):
                 raise JobError(f"[sampler] {k} must be {_SAMPLER_KEYS[k].__name__}; got {v!r}.")
-    if sampler.get("init", "typical") not in ("typical", "ebe"):
-        raise JobError(f'[sampler] init must be "typical" or "ebe"; got {sampler["init"]!r}.')
+    from ..infer._fit import INITS
+
+    if sampler.get("init", INITS[0]) not in INITS:
+        raise JobError(f"[sampler] init must be one of {INITS}; got {sampler['init']!r}.")
     resolved: dict[str, Any] = {"model": model, "out": out, "sampler": sampler}
     if "data" in job:
         files = job["data"].get("files")

@@ -28,6 +28,7 @@ from ..data._dataset import Dataset
 from ..population._model import Model, ModelData
 from ._fit import (
     _EXTRA_FIELDS,
+    check_init,
     draws_to_inference_data,
     init_to_typical,
     optimise_etas,
@@ -338,8 +339,7 @@ def fit_batch(
     >>> fits = bn.fit_batch(model, [data(), data()], chains=2, warmup=200,
     ...                     samples=200)  # doctest: +SKIP
     """
-    if init not in ("typical", "ebe"):
-        raise ModelError(f'init must be "typical" or "ebe"; got {init!r}.')
+    check_init(init)
     if len(datasets) == 0:
         return []
     if seeds is None:

@@ -65,6 +65,15 @@ def init_to_typical(site=None, num_samples: int = 201):
 # Sites that hold the random effects (see Model.eta_site and the IOV KAPPAs).
 _RANDOM_EFFECT_SITES = ("z_eta", "eta_centered", "phi_eta", "eta_partial", "z_kappa")
 
+#: Chain starts ``fit``/``fit_batch`` accept (``init=``).
+INITS = ("typical", "ebe")
+
+
+def check_init(init: str) -> None:
+    """Raise :class:`ModelError` unless ``init`` is one of :data:`INITS`."""
+    if init not in INITS:
+        raise ModelError(f"init must be one of {INITS}; got {init!r}.")
+
 
 def typical_start(key, model: Model, mdata, dv):
     """The :func:`init_to_typical` start of one chain's key: ``(z, potential_fn)``, with
@@ -259,8 +268,7 @@ def fit(
     >>> data = bn.datasets.load("theophylline")
     >>> idata = bn.fit(model, data, warmup=200, samples=200)  # doctest: +SKIP
     """
-    if init not in ("typical", "ebe"):
-        raise ModelError(f'init must be "typical" or "ebe"; got {init!r}.')
+    check_init(init)
     ds, mdata = prepare(model, data)
     obs_name = model.output_name()
     dv = np.asarray(ds.dv, dtype=float)
